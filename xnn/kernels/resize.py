@@ -1,0 +1,2 @@
+"""(placeholder: kernels not written yet)"""
+OPS = {}
