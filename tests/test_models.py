@@ -1,0 +1,93 @@
+"""End-to-end: the committed fixture models (tests/fixtures/make_fixtures.py) run in xnn exactly as
+in LiteRT's reference kernels: int8 outputs identical, float within tolerance."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import xnn
+from oracle import run_litert
+
+FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "*.tflite")))
+# whole-model float tolerances: float32 kernels sum in a different order than LiteRT's; hybrid
+# (dynamic-range) models quantize activations on the fly, so one rounding flip moves an output by a
+# quantization step of the weights.
+TOL = {"float": (1e-4, 1e-5), "fp16": (1e-4, 1e-5), "int8_fio": (0, 0), "int8": (0, 0),
+       "dynamic": (2e-2, 2e-3)}
+
+
+def _inputs(it, seed):
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for d in it.get_input_details():
+        if d["dtype"] == np.int8:
+            feeds.append(rng.integers(-128, 128, d["shape"], dtype=np.int8))
+        else:
+            feeds.append(rng.uniform(0, 1, d["shape"]).astype(np.float32))
+    return feeds
+
+
+def test_fixtures_exist():
+    assert len(FIXTURES) >= 10, "run tests/fixtures/make_fixtures.py"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[os.path.basename(p)[:-7] for p in FIXTURES])
+def test_model_matches_litert(path):
+    kind = os.path.basename(path)[:-7].split("_", 1)[1]
+    it = xnn.Interpreter(model_path=path)
+    content = open(path, "rb").read()
+    for seed in range(3):
+        feeds = _inputs(it, seed)
+        got = it(feeds)
+        exp = run_litert(content, feeds)
+        for g, e in zip(got, exp):
+            assert g.dtype == e.dtype and g.shape == e.shape
+            rtol, atol = TOL[kind]
+            if rtol == 0:
+                np.testing.assert_array_equal(g, e)
+            else:
+                np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if p.endswith("_int8.tflite")])
+def test_tflite_api_surface(path):
+    """The tf.lite-style calls give the same answer as the plain call, and detail dicts are complete."""
+    it = xnn.Interpreter(model_path=path, num_threads=1)
+    it.allocate_tensors()
+    ind = it.get_input_details()
+    outd = it.get_output_details()
+    for d in ind + outd:
+        assert {"name", "index", "shape", "dtype", "quantization", "quantization_parameters"} <= set(d)
+        assert d["quantization"][0] > 0  # int8 model: quantized I/O
+    feeds = _inputs(it, 7)
+    for d, x in zip(ind, feeds):
+        it.set_tensor(d["index"], x)
+    it.invoke()
+    a = [it.get_tensor(d["index"]) for d in outd]
+    b = it(feeds)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resize_tensor_input_batch():
+    """Batch resize: each batch row equals the single-image result."""
+    path = [p for p in FIXTURES if "detector_float" in p][0]
+    it = xnn.Interpreter(model_path=path)
+    d = it.get_input_details()[0]
+    feeds = [_inputs(it, s)[0] for s in range(2)]
+    singles = [it([f]) for f in feeds]
+    it.resize_tensor_input(d["index"], [2] + list(d["shape"][1:]))
+    it.allocate_tensors()
+    batched = it([np.concatenate(feeds)])
+    for k in range(len(batched)):
+        for b in range(2):
+            np.testing.assert_allclose(batched[k][b], singles[b][k][0], rtol=1e-5, atol=1e-6)
+
+
+def test_validate_mode_runs_reference(monkeypatch):
+    """XNN_VALIDATE=1 checks every kernel against its NumPy reference during invoke."""
+    monkeypatch.setenv("XNN_VALIDATE", "1")
+    path = [p for p in FIXTURES if p.endswith("detector_int8.tflite")][0]
+    it = xnn.Interpreter(model_path=path)
+    it(_inputs(it, 3))
