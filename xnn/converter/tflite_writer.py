@@ -154,10 +154,13 @@ def write_tflite(g: Graph, description: str = "xnn") -> bytes:
 
     code_offsets = []
     for op, version in codes:
-        if op not in OP_CODES:
+        custom = b.CreateString(op.split(":", 1)[1]) if op.startswith("CUSTOM:") else 0
+        code = tflite.BuiltinOperator.CUSTOM if custom else OP_CODES.get(op)
+        if code is None:
             raise XnnError(f"writer: {op} is not a TFLite builtin op")
-        code = OP_CODES[op]
         tflite.OperatorCodeStart(b)
+        if custom:
+            tflite.OperatorCodeAddCustomCode(b, custom)
         tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
         tflite.OperatorCodeAddBuiltinCode(b, code)
         tflite.OperatorCodeAddVersion(b, version)

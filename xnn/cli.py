@@ -1,0 +1,168 @@
+"""The `xnn` command line: info, run (convert, ocr and bench arrive with their issues)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from .errors import XnnError
+
+
+def node_macs(g, node) -> int:
+    """Multiply-accumulates of one node, from its declared tensor shapes (0 for data movement)."""
+    def shape(i):
+        return g.tensors[i].shape if i >= 0 else ()
+
+    def size(s):
+        return int(np.prod(s, dtype=np.int64)) if s else 0
+
+    out = shape(node.outputs[0]) if node.outputs else ()
+    if node.op == "CONV_2D" and len(shape(node.inputs[1])) == 4:
+        _, kh, kw, cin = shape(node.inputs[1])
+        return size(out) * kh * kw * cin
+    if node.op == "DEPTHWISE_CONV_2D" and len(shape(node.inputs[1])) == 4:
+        _, kh, kw, _ = shape(node.inputs[1])
+        return size(out) * kh * kw
+    if node.op == "FULLY_CONNECTED" and len(shape(node.inputs[1])) == 2:
+        return size(out) * shape(node.inputs[1])[1]
+    if node.op == "TRANSPOSE_CONV" and len(shape(node.inputs[1])) == 4:
+        cout, kh, kw, _ = shape(node.inputs[1])
+        return size(shape(node.inputs[2])) * kh * kw * cout
+    if node.op in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM"):
+        return sum(size(shape(i)) for i in node.inputs[1:] if i >= 0 and g.tensors[i].data is not None) * \
+            (shape(node.inputs[0])[1] if len(shape(node.inputs[0])) == 3 else 1)
+    return 0
+
+
+def _fmt_tensor(g, i) -> str:
+    if i < 0:
+        return "-"
+    t = g.tensors[i]
+    s = "x".join(str(d) for d in t.shape) or "scalar"
+    q = ""
+    if t.quant is not None:
+        q = f" q[{t.quant.scale.size}ch]" if t.quant.per_channel else f" q({t.quant.s:.3g},{t.quant.zp})"
+    return f"{s} {t.dtype.name}{q}{' const' if t.data is not None else ''}"
+
+
+def _fmt_option(k, v) -> str:
+    from .ir import ACTIVATIONS, PADDINGS
+
+    if k == "fused_activation_function" and 0 <= int(v) < len(ACTIVATIONS):
+        return f"act={ACTIVATIONS[int(v)]}"
+    if k == "padding" and 0 <= int(v) < len(PADDINGS):
+        return PADDINGS[int(v)]
+    return f"{k}={v}"
+
+
+def cmd_info(args) -> int:
+    from .interpreter import load_graph
+    from .ops import OPS
+
+    g = load_graph(model_path=args.model)
+    print(f"model: {args.model}")
+    if g.description:
+        print(f"description: {g.description}")
+    rows = []
+    total_macs = 0
+    for node in g.nodes:
+        macs = node_macs(g, node)
+        total_macs += macs
+        params = ", ".join(_fmt_option(k, v) for k, v in sorted(node.options.items())
+                           if (v not in (0, False, [], None) or k == "padding")
+                           and not (k.startswith("dilation") and v == 1))
+        rows.append((node.name, "v%d" % node.version, _fmt_tensor(g, node.inputs[0]) if node.inputs else "-",
+                     " ; ".join(_fmt_tensor(g, o) for o in node.outputs), f"{macs:,}", params,
+                     "" if node.op in OPS else "UNSUPPORTED"))
+    widths = [max(len(r[k]) for r in rows + [("node", "ver", "input", "output", "MACs", "", "")])
+              for k in range(5)]
+    head = ("node", "ver", "input", "output", "MACs")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  params")
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] + (f"  [{r[6]}]" if r[6] else ""))
+    weights = sum(t.data.nbytes for t in g.tensors if t.data is not None)
+    print(f"\nnodes: {len(g.nodes)}   tensors: {len(g.tensors)}   MACs: {total_macs:,}   "
+          f"weight bytes: {weights:,}")
+    print("inputs:  " + "; ".join(f"{g.tensors[i].name} {_fmt_tensor(g, i)}" for i in g.inputs))
+    print("outputs: " + "; ".join(f"{g.tensors[i].name} {_fmt_tensor(g, i)}" for i in g.outputs))
+    unsupported = sorted({n.op for n in g.nodes if n.op not in OPS})
+    if unsupported:
+        print(f"unsupported ops: {', '.join(unsupported)}")
+        return 1
+    from .interpreter import Interpreter
+
+    it = Interpreter(model_path=args.model)
+    print(f"activation arena: {it.arena_bytes:,} bytes (peak, after lifetime-based buffer reuse)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .interpreter import Interpreter
+
+    it = Interpreter(model_path=args.model)
+    details = it.get_input_details()
+    feeds = []
+    if args.input:
+        if len(args.input) != len(details):
+            raise XnnError(f"model takes {len(details)} inputs, got {len(args.input)} --input files")
+        for path, d in zip(args.input, details):
+            try:
+                x = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise XnnError(f"cannot read input '{path}' as .npy: {e}") from None
+            if x.dtype != d["dtype"] and np.can_cast(x.dtype, d["dtype"], "same_kind"):
+                x = x.astype(d["dtype"])
+            feeds.append(x)
+    else:
+        rng = np.random.default_rng(args.seed)
+        for d in details:
+            if np.issubdtype(d["dtype"], np.integer):
+                info = np.iinfo(d["dtype"])
+                feeds.append(rng.integers(info.min, info.max + 1, d["shape"], dtype=d["dtype"]))
+            else:
+                feeds.append(rng.uniform(0, 1, d["shape"]).astype(d["dtype"]))
+        print(f"(no --input: random input, seed {args.seed})", file=sys.stderr)
+    outs = it(feeds)
+    for d, y in zip(it.get_output_details(), outs):
+        line = f"{d['name']}: shape {list(y.shape)} {y.dtype.name} min {y.min()} max {y.max()}"
+        if y.ndim == 2 and y.shape[0] == 1:
+            top = np.argsort(-y[0].astype(np.float64), kind="stable")[:5]
+            line += f" top5 {top.tolist()}"
+        print(line)
+    if args.output:
+        np.savez(args.output, **{d["name"]: y for d, y in zip(it.get_output_details(), outs)})
+        print(f"saved {len(outs)} outputs to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xnn", description="xnn: on-device OCR runtime (TFLite models on Numba kernels).")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    pi = sub.add_parser("info", help="print a model's op table (op, shapes, dtypes, params, MACs) and totals")
+    pi.add_argument("model", help="a .tflite file")
+    pi.set_defaults(fn=cmd_info)
+    pr = sub.add_parser("run", help="run a model on .npy inputs (or random ones) and print/save the outputs")
+    pr.add_argument("model", help="a .tflite file")
+    pr.add_argument("--input", "-i", action="append", help=".npy file for each model input, in order (repeat)")
+    pr.add_argument("--output", "-o", help="save outputs to this .npz file")
+    pr.add_argument("--seed", type=int, default=0, help="seed for the random input when no --input is given")
+    pr.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "fn", None):
+        p.print_help()
+        return 2
+    try:
+        return args.fn(args)
+    except XnnError as e:
+        print(f"xnn: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
