@@ -52,9 +52,9 @@ def check_graph(g: Graph) -> None:
             kind = "custom op" if node.op.startswith("CUSTOM:") else "op"
             raise XnnError(f"node {node.name}: unsupported {kind} {node.op} (version {node.version}); "
                            f"xnn supports: {', '.join(sorted(OPS))}")
-        if node.version > MAX_VERSION.get(node.op, 1):
-            raise XnnError(f"node {node.name}: {node.op} version {node.version} is newer than "
-                           f"supported ({MAX_VERSION[node.op]})")
+        if not 1 <= node.version <= MAX_VERSION.get(node.op, 1):
+            raise XnnError(f"node {node.name}: {node.op} version {node.version} is not supported "
+                           f"(xnn runs versions 1..{MAX_VERSION.get(node.op, 1)})")
         for t in node.inputs:
             if t >= 0 and t not in produced:
                 raise XnnError(f"node {node.name}: reads tensor {t} '{g.tensors[t].name}' before "
@@ -149,7 +149,8 @@ class Interpreter:
         for node in g.nodes:
             ins = tuple(None if t < 0 else replace(specs[t], shape=shapes[t]) for t in node.inputs)
             outs = tuple(specs[t] for t in node.outputs)
-            ctx = OpContext(node=node, ins=ins, outs=outs)
+            inter = tuple(specs[t] for t in node.intermediates)
+            ctx = OpContext(node=node, ins=ins, outs=outs, inter=inter)
             try:
                 run, out_shapes = OPS[node.op].prepare(ctx)
             except XnnError:
@@ -166,7 +167,7 @@ class Interpreter:
                     raise XnnError(f"node {node.name}: output '{g.tensors[t].name}' has shape {s} but "
                                    f"the model declares {tuple(declared)}")
                 shapes[t] = s
-            final_ctx = OpContext(node=node, ins=ins,
+            final_ctx = OpContext(node=node, ins=ins, inter=inter,
                                   outs=tuple(replace(specs[t], shape=shapes[t]) for t in node.outputs))
             prepared.append((run, final_ctx))
         offsets, arena_size = plan_memory(g, shapes)

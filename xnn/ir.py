@@ -112,6 +112,7 @@ class OpContext:
     node: Node
     ins: tuple
     outs: tuple
+    inter: tuple = ()  # TensorSpecs of node.intermediates (quantization of internal LSTM values)
 
     @property
     def opt(self) -> Mapping[str, Any]:

@@ -33,6 +33,17 @@ for _module in (activations, conv, elementwise, fc, pool, quantize, resize, shap
             raise RuntimeError(f"op {_name} registered twice")
         OPS[_name] = OpDef(_prepare, _reference)
 
-# Highest op version (TFLite OperatorCode.version) each op's kernels implement; a newer version in
-# a file is rejected at load.
-MAX_VERSION = {name: 12 for name in OPS}
+# Highest op version (TFLite OperatorCode.version) accepted per op: the highest LiteRT 2.x
+# registers. Versions mostly encode operand types, which each op's prepare checks itself; a version
+# above these is a feature xnn has never seen and is rejected at load. Ops absent here: version 1.
+MAX_VERSION = {
+    "CONV_2D": 8, "DEPTHWISE_CONV_2D": 7, "FULLY_CONNECTED": 13, "TRANSPOSE_CONV": 5,
+    "AVERAGE_POOL_2D": 3, "MAX_POOL_2D": 3, "MEAN": 3, "SUM": 2, "REDUCE_MAX": 3,
+    "ADD": 5, "SUB": 5, "MUL": 7, "CONCATENATION": 4, "RESHAPE": 2, "TRANSPOSE": 6,
+    "PAD": 4, "PADV2": 4, "SLICE": 6, "STRIDED_SLICE": 8, "SPLIT": 4, "SPLIT_V": 2,
+    "PACK": 4, "UNPACK": 4, "REVERSE_V2": 3, "GATHER": 7, "SQUEEZE": 2, "EXPAND_DIMS": 1,
+    "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4, "SOFTMAX": 3, "LOGISTIC": 3,
+    "TANH": 3, "RELU": 3, "RELU6": 3, "RELU_N1_TO_1": 1, "LEAKY_RELU": 2, "PRELU": 1,
+    "HARD_SWISH": 1, "QUANTIZE": 3, "DEQUANTIZE": 6, "ARG_MAX": 3, "MAXIMUM": 4,
+    "MINIMUM": 4, "UNIDIRECTIONAL_SEQUENCE_LSTM": 4, "BIDIRECTIONAL_SEQUENCE_LSTM": 3,
+}
