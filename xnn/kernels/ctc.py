@@ -313,8 +313,9 @@ def beam_kernel(lp, beam_width, blank, allowed, use_mask, transitions, use_dfa, 
     n_pnb = np.empty(W)
     n_st = np.empty(W, np.int64)
     n_h = np.empty(W, np.int64)
+    order = np.empty(K, np.int64)
     for t in range(T):
-        order = np.argsort(-lp[t], kind="mergesort")[:K]
+        _top_k(lp[t], K, order)
         nc = 0
         for w in range(nb):
             ptot = _lae_nb(pb[w], pnb[w])
@@ -400,6 +401,24 @@ def beam_kernel(lp, beam_width, blank, allowed, use_mask, transitions, use_dfa, 
     for w in range(nb):
         scores[w] = _lae_nb(pb[w], pnb[w])
     return pref[:nb].copy(), plen[:nb].copy(), scores, st[:nb].copy()
+
+
+@njit(cache=True)
+def _top_k(row, K, out):
+    """Indices of the K largest entries of `row`, largest first, ties to the lower index
+    (the order of a stable descending sort), by insertion into a sorted list: O(C·K)."""
+    n = 0
+    for c in range(row.shape[0]):
+        v = row[c]
+        if n == K and v <= row[out[K - 1]]:
+            continue
+        j = n if n < K else K - 1
+        while j > 0 and row[out[j - 1]] < v:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = c
+        if n < K:
+            n += 1
 
 
 @njit(cache=True)
