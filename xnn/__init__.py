@@ -1,6 +1,7 @@
 """xnn: on-device OCR runtime — TFLite models on Numba kernels, bit-exact int8."""
 from .errors import XnnError
 from .interpreter import Interpreter
+from .kernels import ctc  # noqa: F401  (xnn.ctc.greedy_decode / beam_search)
 
 __version__ = "0.1.0"
 
@@ -10,4 +11,4 @@ def load(path):
     return Interpreter(model_path=path)
 
 
-__all__ = ["Interpreter", "XnnError", "load", "__version__"]
+__all__ = ["Interpreter", "XnnError", "ctc", "load", "__version__"]
