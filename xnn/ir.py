@@ -61,7 +61,7 @@ class TensorSpec:
         return self.size * np.dtype(self.dtype).itemsize
 
 
-def frozen_options(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def frozen_options(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(d or {}))
 
 

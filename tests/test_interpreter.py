@@ -1,0 +1,75 @@
+"""Interpreter mechanics: memory plan, tensor access, trace output."""
+import numpy as np
+from hypothesis import given, strategies as st
+
+import xnn
+from oracle import one_op_model, spec
+from xnn.interpreter import plan_memory
+from xnn.ir import Graph, Node, TensorSpec
+
+
+@st.composite
+def dags(draw):
+    """Random DAGs: each node reads 1-2 earlier tensors and writes one new tensor."""
+    n_nodes = draw(st.integers(1, 12))
+    tensors = [TensorSpec("in", (draw(st.integers(1, 64)),), np.dtype(np.float32))]
+    nodes = []
+    for i in range(n_nodes):
+        k = draw(st.integers(1, min(2, len(tensors))))
+        ins = tuple(sorted(set(draw(st.lists(st.integers(0, len(tensors) - 1), min_size=k, max_size=k)))))
+        dtype = draw(st.sampled_from([np.int8, np.float32, np.int16]))
+        tensors.append(TensorSpec(f"t{i}", (draw(st.integers(1, 64)),), np.dtype(dtype)))
+        nodes.append(Node("X", ins, (len(tensors) - 1,)))
+    outs = tuple(sorted(set(draw(st.lists(st.integers(1, len(tensors) - 1), min_size=1, max_size=2)))))
+    return Graph(tuple(tensors), tuple(nodes), (0,), outs)
+
+
+@given(dags())
+def test_memory_plan_never_overlaps_live_tensors(g):
+    shapes = {i: t.shape for i, t in enumerate(g.tensors)}
+    offsets, size = plan_memory(g, shapes)
+    end = len(g.nodes)
+    life = {0: [-1, -1]}
+    for i, n in enumerate(g.nodes):
+        for t in n.inputs:
+            life[t][1] = max(life[t][1], i)
+        for t in n.outputs:
+            life[t] = [i, i]
+    for t in g.outputs:
+        life[t][1] = end
+    assert set(offsets) == set(life)
+    span = {t: (offsets[t], offsets[t] + g.tensors[t].nbytes) for t in offsets}
+    for a in offsets:
+        assert span[a][1] <= size
+        for b in offsets:
+            if a < b and not (life[a][1] < life[b][0] or life[b][1] < life[a][0]):
+                assert span[a][1] <= span[b][0] or span[b][1] <= span[a][0], (a, b)
+    assert size <= sum(g.tensors[t].nbytes + 64 for t in offsets)
+
+
+def test_arena_reuses_memory_on_real_model():
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "detector_int8.tflite")
+    it = xnn.Interpreter(model_path=path)
+    total = sum(t.nbytes for t in it.graph.tensors if t.data is None)
+    assert 0 < it.arena_bytes < total
+
+
+def test_get_tensor_returns_a_copy():
+    it = xnn.Interpreter(model_content=one_op_model(
+        "RESHAPE", [spec("x", (2, 3), np.float32), spec("s", None, np.int32, data=[3, 2])],
+        [spec("y", (3, 2), np.float32)]))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    y = it(x)[0]
+    y[...] = -1
+    np.testing.assert_array_equal(it.get_tensor(it.get_output_details()[0]["index"]), x.reshape(3, 2))
+
+
+def test_trace_prints_every_node(monkeypatch, capsys):
+    monkeypatch.setenv("XNN_TRACE", "1")
+    it = xnn.Interpreter(model_content=one_op_model(
+        "RESHAPE", [spec("x", (2, 3), np.float32), spec("s", None, np.int32, data=[6])],
+        [spec("y", (6,), np.float32)]))
+    it(np.zeros((2, 3), np.float32))
+    assert "#0 RESHAPE" in capsys.readouterr().out
