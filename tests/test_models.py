@@ -70,19 +70,31 @@ def test_tflite_api_surface(path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_resize_tensor_input_batch():
-    """Batch resize: each batch row equals the single-image result."""
-    path = [p for p in FIXTURES if "detector_float" in p][0]
-    it = xnn.Interpreter(model_path=path)
-    d = it.get_input_details()[0]
-    feeds = [_inputs(it, s)[0] for s in range(2)]
-    singles = [it([f]) for f in feeds]
-    it.resize_tensor_input(d["index"], [2] + list(d["shape"][1:]))
+def test_resize_tensor_input_matches_litert():
+    """resize_tensor_input (batch and spatial) then allocate_tensors: same outputs as LiteRT resized
+    the same way, on a conv whose weights do not depend on the input size."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT, OpResolverType
+    from oracle import one_op_model, spec
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
+    m = one_op_model("CONV_2D", [spec("x", (1, 5, 5, 2), np.float32), spec("w", None, np.float32, data=w),
+                                 spec("b", None, np.float32, data=np.zeros(4, np.float32))],
+                     [spec("y", (1, 3, 3, 4), np.float32)],
+                     options={"padding": 0, "stride_w": 2, "stride_h": 2, "fused_activation_function": 1})
+    x = rng.normal(size=(3, 9, 7, 2)).astype(np.float32)
+    it = xnn.Interpreter(model_content=m)
+    it.resize_tensor_input(0, x.shape)
     it.allocate_tensors()
-    batched = it([np.concatenate(feeds)])
-    for k in range(len(batched)):
-        for b in range(2):
-            np.testing.assert_allclose(batched[k][b], singles[b][k][0], rtol=1e-5, atol=1e-6)
+    got = it([x])[0]
+    lt = LiteRT(model_content=m, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    lt.resize_tensor_input(0, x.shape)
+    lt.allocate_tensors()
+    lt.set_tensor(lt.get_input_details()[0]["index"], x)
+    lt.invoke()
+    exp = lt.get_tensor(lt.get_output_details()[0]["index"])
+    assert got.shape == exp.shape == (3, 5, 4, 4)
+    np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-5)
 
 
 def test_validate_mode_runs_reference(monkeypatch):

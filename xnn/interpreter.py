@@ -30,9 +30,10 @@ def load_graph(model_path=None, model_content=None) -> Graph:
         except OSError as e:
             raise XnnError(f"cannot read model file '{model_path}': {e.strerror or e}") from None
     from .converter.tflite_reader import read_tflite
+    from .converter.fold import fold_constants
     from .converter.passes import default_passes
 
-    g = read_tflite(model_content)
+    g = fold_constants(read_tflite(model_content))
     for p in default_passes():
         g = p(g)
     return g
