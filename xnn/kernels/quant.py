@@ -63,8 +63,10 @@ def activation_range_quantized(act: str, scale: float, zero_point: int, qmin: in
 
 
 def activation_range_float(act: str):
-    """Fused activation -> float clamp bounds."""
-    return {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0),
+    """Fused activation -> float clamp bounds. TFLite clamps "no activation" to ±FLT_MAX, so an
+    infinite input comes out as ±FLT_MAX, not ±inf."""
+    big = float(np.finfo(np.float32).max)
+    return {"NONE": (-big, big), "RELU": (0.0, big), "RELU6": (0.0, 6.0),
             "RELU_N1_TO_1": (-1.0, 1.0)}.get(act) or _bad_act(act)
 
 
