@@ -78,7 +78,7 @@ def check_op(op, ins, outs, feeds, options=None, version=1, rtol=1e-5, atol=1e-6
     for k, (g, e) in enumerate(zip(got, expect)):
         _compare(f"{op} output {k} vs LiteRT", g, e, rtol, atol)
     if check_ref:
-        ref = OPS[it.graph.nodes[0].op].reference(it._contexts[0], [np.asarray(f) for f in _ref_inputs(ins, feeds)])
+        ref = OPS[it.graph.nodes[0].op].reference(it.node_contexts[0], [np.asarray(f) for f in _ref_inputs(ins, feeds)])
         for k, (g, r) in enumerate(zip(got, ref)):
             _compare(f"{op} output {k} vs reference", g, np.asarray(r), rtol, atol)
     return got

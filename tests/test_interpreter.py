@@ -69,7 +69,20 @@ def test_get_tensor_returns_a_copy():
 def test_trace_prints_every_node(monkeypatch, capsys):
     monkeypatch.setenv("XNN_TRACE", "1")
     it = xnn.Interpreter(model_content=one_op_model(
-        "RESHAPE", [spec("x", (2, 3), np.float32), spec("s", None, np.int32, data=[6])],
-        [spec("y", (6,), np.float32)]))
+        "TRANSPOSE", [spec("x", (2, 3), np.float32), spec("p", None, np.int32, data=[1, 0])],
+        [spec("y", (3, 2), np.float32)]))
     it(np.zeros((2, 3), np.float32))
-    assert "#0 RESHAPE" in capsys.readouterr().out
+    assert "#0 TRANSPOSE" in capsys.readouterr().out
+
+
+def test_reshape_becomes_a_view_and_leaves_the_plan():
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "classifier_int8.tflite")
+    it = xnn.Interpreter(model_path=path)
+    n_reshape = sum(n.op == "RESHAPE" for n in it.graph.nodes)
+    assert n_reshape >= 1
+    assert len(it._plan) == len(it.graph.nodes) - n_reshape
+    for n in it.graph.nodes:
+        if n.op == "RESHAPE":
+            assert np.shares_memory(it._arrays[n.inputs[0]], it._arrays[n.outputs[0]])

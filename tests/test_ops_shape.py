@@ -46,7 +46,7 @@ def run_xnn(op, ins, outs, feeds, options=None):
     got = it(list(feeds))
     it_feeds = iter(feeds)
     ref_in = [None if t is None else (t.data if t.data is not None else next(it_feeds)) for t in ins]
-    ref = OPS[op].reference(it._contexts[0], ref_in)
+    ref = OPS[op].reference(it.node_contexts[0], ref_in)
     return got, ref
 
 

@@ -92,7 +92,7 @@ def test_channel_shuffle_fused_and_exact(data):
     assert ops_of(it) == ["CHANNEL_SHUFFLE"]
     node = it.graph.nodes[0]
     assert node.inputs == (x,) and node.outputs == (y,) and node.options["groups"] == groups
-    ref = OPS["CHANNEL_SHUFFLE"].reference(it._contexts[0], [x_val])[0]
+    ref = OPS["CHANNEL_SHUFFLE"].reference(it.node_contexts[0], [x_val])[0]
     np.testing.assert_array_equal(got[0], ref)
 
 

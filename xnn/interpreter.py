@@ -71,13 +71,35 @@ def check_graph(g: Graph) -> None:
             raise XnnError(f"model output '{g.tensors[t].name}' is never computed")
 
 
-def plan_memory(g: Graph, shapes: dict) -> tuple[dict, int]:
+# Ops whose output is the input's bytes under another shape: with an activation input, the output
+# becomes a view of the input's buffer and the node leaves the execution plan.
+ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+
+
+def find_aliases(g: Graph) -> dict:
+    """output tensor -> root tensor whose buffer it views (chains resolve to the first root)."""
+    alias = {}
+    graph_inputs = set(g.inputs)
+    for node in g.nodes:
+        if node.op not in ALIAS_OPS or not node.inputs or len(node.outputs) != 1:
+            continue
+        src, dst = node.inputs[0], node.outputs[0]
+        s, d = g.tensors[src], g.tensors[dst]
+        if s.data is not None or s.is_variable or d.is_variable or dst in graph_inputs or s.dtype != d.dtype:
+            continue
+        alias[dst] = alias.get(src, src)
+    return alias
+
+
+def plan_memory(g: Graph, shapes: dict, alias: dict | None = None) -> tuple[dict, int]:
     """Greedy arena plan: tensor index -> byte offset, and the arena size.
 
     A tensor lives from the node that writes it (or the start, for graph inputs) to its last reader
     (or the end, for graph outputs); lifetimes are closed intervals, so a node's inputs and outputs
-    never share bytes. Largest tensors are placed first at the lowest offset that fits.
+    never share bytes. A tensor in `alias` (a view of its root's buffer) extends its root's lifetime
+    and gets no bytes of its own. Largest tensors are placed first at the lowest offset that fits.
     """
+    alias = alias or {}
     end = len(g.nodes)
     first, last = {}, {}
     for t in g.inputs:
@@ -85,13 +107,16 @@ def plan_memory(g: Graph, shapes: dict) -> tuple[dict, int]:
         last[t] = -1
     for i, node in enumerate(g.nodes):
         for t in node.inputs:
+            t = alias.get(t, t)
             if t >= 0 and t in first:
                 last[t] = max(last[t], i)
         for t in node.outputs:
+            t = alias.get(t, t)
             if t not in first:
                 first[t] = i
                 last[t] = i
     for t in g.outputs:
+        t = alias.get(t, t)
         if t in first:
             last[t] = end
     items = []
@@ -171,7 +196,8 @@ class Interpreter:
             final_ctx = OpContext(node=node, ins=ins, inter=inter,
                                   outs=tuple(replace(specs[t], shape=shapes[t]) for t in node.outputs))
             prepared.append((run, final_ctx))
-        offsets, arena_size = plan_memory(g, shapes)
+        alias = find_aliases(g)
+        offsets, arena_size = plan_memory(g, shapes, alias)
         self._arena = np.zeros(arena_size + ALIGN, np.uint8)
         base = (-self._arena.ctypes.data) % ALIGN
         arrays = {}
@@ -191,9 +217,14 @@ class Interpreter:
                 arrays[t] = v
             elif spec.data is not None:
                 arrays[t] = spec.data
+        for t, root in alias.items():
+            arrays[t] = arrays[root].reshape(shapes[t])
         self._arrays = arrays
         self._shapes = shapes
         self._arena_bytes = arena_size
+        self.node_contexts = [ctx for _, ctx in prepared]  # per graph node, for tools and tests
+        prepared = [(run, ctx) for run, ctx in prepared
+                    if not (ctx.node.op in ALIAS_OPS and ctx.node.outputs[0] in alias)]
         self._plan = [(run, [None if t < 0 else arrays[t] for t in ctx.node.inputs],
                        [arrays[t] for t in ctx.node.outputs]) for run, ctx in prepared]
         self._contexts = [ctx for _, ctx in prepared]
