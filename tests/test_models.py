@@ -9,7 +9,8 @@ import pytest
 import xnn
 from oracle import run_litert
 
-FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "*.tflite")))
+FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "*.tflite")) +
+                  glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "seq", "*.tflite")))
 # whole-model float tolerances: float32 kernels sum in a different order than LiteRT's; hybrid
 # (dynamic-range) models quantize activations on the fly, so one rounding flip moves an output by a
 # quantization step of the weights.
@@ -29,16 +30,18 @@ def _inputs(it, seed):
 
 
 def test_fixtures_exist():
-    assert len(FIXTURES) >= 10, "run tests/fixtures/make_fixtures.py"
+    assert len(FIXTURES) >= 20, "run tests/fixtures/make_fixtures.py"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[os.path.basename(p)[:-7] for p in FIXTURES])
 def test_model_matches_litert(path):
-    kind = os.path.basename(path)[:-7].split("_", 1)[1]
+    name = os.path.basename(path)[:-7]
+    kind = next(k for k in TOL if name.endswith("_" + k))
     it = xnn.Interpreter(model_path=path)
     content = open(path, "rb").read()
     for seed in range(3):
         feeds = _inputs(it, seed)
+        it.reset_all_variables()  # LSTM state persists across invokes; LiteRT below starts fresh
         got = it(feeds)
         exp = run_litert(content, feeds)
         for g, e in zip(got, exp):

@@ -156,7 +156,13 @@ class Interpreter:
     def __init__(self, model_path=None, model_content=None, num_threads=None, **_ignored):
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < -1):
             raise XnnError(f"num_threads must be a non-negative int or -1, got {num_threads!r}")
-        self.num_threads = num_threads  # kernels run on one thread (the xNN-OCR target)
+        # Kernels run on the calling thread; the GEMM-based ones use numpy's BLAS, whose thread pool
+        # is set to num_threads (default 1, the xNN-OCR target; -1 or 0 leaves BLAS as it is).
+        self.num_threads = 1 if num_threads is None else num_threads
+        if self.num_threads >= 1:
+            from ._blas import set_blas_threads
+
+            set_blas_threads(self.num_threads)
         self.graph = load_graph(model_path, model_content)
         check_graph(self.graph)
         self._shapes = {i: tuple(t.shape) for i, t in enumerate(self.graph.tensors)}
@@ -211,8 +217,8 @@ class Interpreter:
             if spec.is_variable:
                 v = self._variables.get(t)
                 if v is None or v.shape != shapes[t]:
-                    v = (np.array(spec.data, dtype=spec.dtype).reshape(shapes[t]) if spec.data is not None
-                         else np.zeros(shapes[t], spec.dtype))
+                    v = np.empty(shapes[t], spec.dtype)
+                    v[...] = self._variable_initial(t)
                     self._variables[t] = v
                 arrays[t] = v
             elif spec.data is not None:
@@ -230,11 +236,20 @@ class Interpreter:
         self._contexts = [ctx for _, ctx in prepared]
         self._first_alloc = False
 
+    def _variable_initial(self, t):
+        """A variable's initial value: its buffer if it has one, else real 0 — which is the zero
+        point for a quantized int8 tensor (LiteRT starts and resets int8 state at its zero point)."""
+        spec = self.graph.tensors[t]
+        if spec.data is not None:
+            return np.asarray(spec.data).reshape(self._shapes[t])
+        if spec.quant is not None and spec.dtype == np.int8:
+            return spec.quant.zp
+        return 0
+
     def reset_all_variables(self):
         """Reset variable tensors (LSTM state) to their initial values."""
         for t, v in self._variables.items():
-            spec = self.graph.tensors[t]
-            v[...] = 0 if spec.data is None else np.asarray(spec.data).reshape(v.shape)
+            v[...] = self._variable_initial(t)
 
     # ---- running -----------------------------------------------------------------------------
     def invoke(self):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .kernels import activations, conv, elementwise, fc, pool, quantize, resize, shape
+from .kernels import activations, conv, elementwise, fc, lstm, pool, quantize, resize, shape
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class OpDef:
 
 
 OPS: dict[str, OpDef] = {}
-for _module in (activations, conv, elementwise, fc, pool, quantize, resize, shape):
+for _module in (activations, conv, elementwise, fc, lstm, pool, quantize, resize, shape):
     for _name, (_prepare, _reference) in _module.OPS.items():
         if _name in OPS:
             raise RuntimeError(f"op {_name} registered twice")
