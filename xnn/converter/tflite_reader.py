@@ -38,7 +38,9 @@ _SKIP = {"Init", "GetRootAs"}
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    """CamelCase schema field -> snake_case key ('DilationWFactor' -> 'dilation_w_factor'), the
+    inverse of the writer's mapping."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _parse_options(table, class_name: str) -> dict:

@@ -58,7 +58,7 @@ def _padding(ctx) -> str:
 
 
 def _opt(ctx, *keys, default):
-    """First present option among `keys` (the reader spells DilationWFactor as 'dilation_wfactor')."""
+    """First present option among `keys`."""
     for k in keys:
         if k in ctx.opt:
             return int(ctx.opt[k])
@@ -67,8 +67,8 @@ def _opt(ctx, *keys, default):
 
 def _strides(ctx, dilation=True):
     sh, sw = int(ctx.opt.get("stride_h", 1)), int(ctx.opt.get("stride_w", 1))
-    dh = _opt(ctx, "dilation_h_factor", "dilation_hfactor", default=1) if dilation else 1
-    dw = _opt(ctx, "dilation_w_factor", "dilation_wfactor", default=1) if dilation else 1
+    dh = _opt(ctx, "dilation_h_factor", default=1) if dilation else 1
+    dw = _opt(ctx, "dilation_w_factor", default=1) if dilation else 1
     if sh < 1 or sw < 1:
         ctx.fail(f"strides must be >= 1, got ({sh}, {sw})")
     if dh < 1 or dw < 1:
