@@ -1,0 +1,88 @@
+"""Synthetic OCR data: bank cards, meters, Chinese plates, VIN plates, Chinese ID cards.
+
+    from models.data import render_pages, render_lines, generate
+    pages = render_pages("card", 8, seed=0)      # [(image HxWx3 uint8, [(text, quad 4x2), ...]), ...]
+    lines = render_lines("plate", 64, seed=0)    # [(line image 32xWx3 uint8, text), ...]
+    s = generate("meter", seed=0, index=3)       # Sample: image, lines (text, quad, field, meta), meta
+
+Sample `index` of `seed` is drawn from numpy's default_rng([seed, index]) alone, so it does not depend
+on how many samples are rendered around it, and different seeds give independent streams (use
+disjoint seeds for training and evaluation). Quads are float32 (4, 2): the text's top-left, top-right,
+bottom-right, bottom-left corners in image pixels (clockwise on screen), after all augmentation.
+
+Needs Pillow and the fonts of models/setup_data.sh; scikit-image is optional (its bundled photos
+become backgrounds when installed).
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from .base import Line, Sample, crop_line
+
+__all__ = ["DOMAINS", "Line", "Sample", "alphabet", "crop_line", "generate", "render_lines", "render_pages"]
+
+# domain -> (module, generator function)
+DOMAINS = {
+    "card": ("card", "generate"),
+    "meter": ("meter", "generate"),
+    "plate": ("plate", "generate"),
+    "vin": ("plate", "generate_vin"),
+    "idcard": ("idcard", "generate"),
+}
+
+
+def _gen(domain: str):
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(DOMAINS)}")
+    mod, fn = DOMAINS[domain]
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), fn)
+
+
+def generate(domain: str, seed: int = 0, index: int = 0, **kw) -> Sample:
+    return _gen(domain)(np.random.default_rng([seed, index]), **kw)
+
+
+def alphabet(domain: str, field: str) -> str:
+    """Characters that lines of `field` may contain (recognizer charsets are unions of these)."""
+    mod, _ = DOMAINS[domain]
+    m = importlib.import_module(f"{__name__}.{mod}")
+    table = getattr(m, "VIN_ALPHABETS" if domain == "vin" else "ALPHABETS")
+    return table[field]() if callable(table[field]) else table[field]
+
+
+def render_pages(domain: str, n: int, seed: int = 0, start: int = 0, **kw):
+    """n full images with every line's (text, quad): samples start .. start+n-1 of `seed`."""
+    out = []
+    for i in range(start, start + n):
+        s = generate(domain, seed, i, **kw)
+        out.append((s.image, [(ln.text, ln.quad) for ln in s.lines]))
+    return out
+
+
+def render_lines(domain: str, n: int, seed: int = 0, height: int = 32, fields=None, jitter: float = 0.05,
+                 max_width: int | None = None, start: int = 0):
+    """n (line image, text) pairs, rectified to `height` rows by crop_line from consecutive samples of
+    `seed`. fields: only lines of these fields (e.g. ("number",)); default: every line. jitter moves
+    each quad corner by up to jitter x line height (uniform), like an imprecise detector box, drawn
+    from default_rng([seed, index, 1]) so the pages stay identical to render_pages'."""
+    fields = set(fields) if fields else None
+    out = []
+    i = start
+    while len(out) < n:
+        s = generate(domain, seed, i)
+        rng = np.random.default_rng([seed, i, 1])
+        for ln in s.lines:
+            if fields is not None and ln.field not in fields:
+                continue
+            q = ln.quad.astype(np.float64)
+            lh = 0.5 * (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1]))
+            q = q + rng.uniform(-jitter, jitter, (4, 2)) * lh
+            out.append((crop_line(s.image, q, height, max_width=max_width), ln.text))
+            if len(out) == n:
+                break
+        i += 1
+        if i - start > 100 * n + 100:
+            raise ValueError(f"no lines of fields {sorted(fields)} in domain {domain!r}")
+    return out
