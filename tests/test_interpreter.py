@@ -29,7 +29,7 @@ def test_memory_plan_never_overlaps_live_tensors(g):
     shapes = {i: t.shape for i, t in enumerate(g.tensors)}
     offsets, size = plan_memory(g, shapes)
     end = len(g.nodes)
-    life = {0: [-1, -1]}
+    life = {0: [-1, end]}
     for i, n in enumerate(g.nodes):
         for t in n.inputs:
             life[t][1] = max(life[t][1], i)
@@ -86,3 +86,22 @@ def test_reshape_becomes_a_view_and_leaves_the_plan():
     for n in it.graph.nodes:
         if n.op == "RESHAPE":
             assert np.shares_memory(it._arrays[n.inputs[0]], it._arrays[n.outputs[0]])
+
+
+def test_input_set_once_survives_repeated_invokes():
+    """Arena reuse must never clobber a graph input: invoke twice on one set_tensor, same output."""
+    import glob
+    import os
+
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "*.tflite"))):
+        it = xnn.Interpreter(model_path=path)
+        d = it.get_input_details()[0]
+        rng = np.random.default_rng(0)
+        x = (rng.integers(-128, 128, d["shape"]).astype(d["dtype"]) if d["dtype"] == np.int8
+             else rng.uniform(0, 1, d["shape"]).astype(d["dtype"]))
+        it.set_tensor(d["index"], x)
+        it.invoke()
+        first = [it.get_tensor(o["index"]) for o in it.get_output_details()]
+        it.invoke()
+        for a, o in zip(first, it.get_output_details()):
+            np.testing.assert_array_equal(a, it.get_tensor(o["index"]), err_msg=path)

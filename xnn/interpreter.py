@@ -94,17 +94,17 @@ def find_aliases(g: Graph) -> dict:
 def plan_memory(g: Graph, shapes: dict, alias: dict | None = None) -> tuple[dict, int]:
     """Greedy arena plan: tensor index -> byte offset, and the arena size.
 
-    A tensor lives from the node that writes it (or the start, for graph inputs) to its last reader
-    (or the end, for graph outputs); lifetimes are closed intervals, so a node's inputs and outputs
+    A tensor lives from the node that writes it to its last reader; graph inputs and outputs live
+    for the whole run (an input set once stays valid across invokes); lifetimes are closed intervals, so a node's inputs and outputs
     never share bytes. A tensor in `alias` (a view of its root's buffer) extends its root's lifetime
     and gets no bytes of its own. Largest tensors are placed first at the lowest offset that fits.
     """
     alias = alias or {}
     end = len(g.nodes)
     first, last = {}, {}
-    for t in g.inputs:
+    for t in g.inputs:  # inputs keep their bytes for the whole run: set once, invoke many times
         first[t] = -1
-        last[t] = -1
+        last[t] = end
     for i, node in enumerate(g.nodes):
         for t in node.inputs:
             t = alias.get(t, t)
