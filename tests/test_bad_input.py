@@ -161,3 +161,15 @@ def test_fuzz_byte_flips(path):
         except XnnError:
             outcomes["error"] += 1
     assert outcomes["ok"] + outcomes["error"] > 0
+
+
+def test_kernel_runtime_failure_becomes_xnn_error():
+    """Whatever a kernel raises on values it cannot handle reaches the caller as XnnError + node."""
+    it = xnn.Interpreter(model_content=_relu_model())
+
+    def boom(ins, outs):
+        raise ZeroDivisionError("division by zero")
+    _, ins, outs = it._plan[0]
+    it._plan[0] = (boom, ins, outs)
+    with pytest.raises(XnnError, match=r"node #0 RELU failed at run time: ZeroDivisionError"):
+        it(np.zeros((1, 4), np.float32))

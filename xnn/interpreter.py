@@ -257,8 +257,16 @@ class Interpreter:
             return self._invoke_checked()
         if self._plan is None:
             raise XnnError("input shapes changed: call allocate_tensors() before invoke()")
-        for run, ins, outs in self._plan:
-            run(ins, outs)
+        i = 0
+        try:
+            for run, ins, outs in self._plan:
+                run(ins, outs)
+                i += 1
+        except XnnError:
+            raise
+        except Exception as e:  # a kernel tripped on values it cannot handle (corrupt weights, ...)
+            raise XnnError(f"node {self._contexts[i].node.name} failed at run time: "
+                           f"{type(e).__name__}: {e}") from e
 
     def _invoke_checked(self):
         import time
