@@ -29,7 +29,7 @@ def node_macs(g, node) -> int:
     if node.op == "TRANSPOSE_CONV" and len(shape(node.inputs[1])) == 4:
         cout, kh, kw, _ = shape(node.inputs[1])
         return size(shape(node.inputs[2])) * kh * kw * cout
-    if node.op in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM"):
+    if node.op in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM"):
         return sum(size(shape(i)) for i in node.inputs[1:] if i >= 0 and g.tensors[i].data is not None) * \
             (shape(node.inputs[0])[1] if len(shape(node.inputs[0])) == 3 else 1)
     return 0

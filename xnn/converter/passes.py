@@ -5,8 +5,18 @@
   RESHAPE back to [..., C] becomes one CHANNEL_SHUFFLE node (options {"groups": g}), which computes
   out[..., i·g + j] = in[..., j·(C/g) + i] for i < C/g, j < g.
 - `expand_channel_shuffle`: the inverse, for writing a graph back as a plain TFLite model.
+- `fuse_bidirectional_lstm`: tf_keras' Bidirectional(LSTM), converted as
+      fw = LSTM_f(x); bw = LSTM_b(REVERSE_V2(x, time)); y = CONCATENATION([fw, REVERSE_V2(bw, time)], -1)
+  becomes one BIDI_SEQUENCE_LSTM node (xnn/kernels/lstm.py) that runs the backward LSTM over time
+  in reverse directly on x and writes both directions into their halves of y.
+- `expand_bidirectional_lstm`: the inverse.
+
+XNN_NO_FUSE=1 in the environment leaves the fusions out of `default_passes()` (dead-node removal
+stays), e.g. to run a model exactly as its file spells it.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -14,8 +24,10 @@ from ..ir import Graph, Node, TensorSpec, frozen_options
 
 
 def default_passes():
-    """Passes applied at load, in order."""
-    return [remove_dead_nodes, fuse_channel_shuffle]
+    """Passes applied at load, in order (no fusions when XNN_NO_FUSE is set to anything but 0)."""
+    if os.environ.get("XNN_NO_FUSE", "") not in ("", "0"):
+        return [remove_dead_nodes]
+    return [remove_dead_nodes, fuse_channel_shuffle, fuse_bidirectional_lstm]
 
 
 # ---- dead nodes --------------------------------------------------------------------------------
@@ -192,4 +204,179 @@ def expand_channel_shuffle(g: Graph) -> Graph:
         nodes.append(Node(op="RESHAPE", inputs=(node.inputs[0], shape1), outputs=(t1,), name=f"{label} RESHAPE"))
         nodes.append(Node(op="TRANSPOSE", inputs=(t1, perm), outputs=(t2,), name=f"{label} TRANSPOSE"))
         nodes.append(Node(op="RESHAPE", inputs=(t2, shape2), outputs=node.outputs, name=f"{label} RESHAPE"))
+    return g.replace(tensors=tuple(tensors), nodes=tuple(nodes))
+
+
+# ---- bidirectional LSTM ------------------------------------------------------------------------
+
+LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+BIDI = "BIDI_SEQUENCE_LSTM"
+LSTM_SLOTS = 24  # UNIDIRECTIONAL_SEQUENCE_LSTM inputs with layer-norm slots (20 without)
+
+
+def _reverse_axis(g: Graph, node: Node):
+    """The single axis (normalized, rank-3 input) a REVERSE_V2 node flips, else None."""
+    if node.op != "REVERSE_V2" or len(node.inputs) != 2 or len(node.outputs) != 1 or node.inputs[1] < 0:
+        return None
+    a = g.tensors[node.inputs[1]]
+    if a.data is None or a.is_variable:
+        return None
+    axes = np.asarray(a.data).ravel()
+    if axes.size != 1:
+        return None
+    ax = int(axes[0])
+    return ax + 3 if ax < 0 else ax
+
+
+def _bidi_at(g: Graph, c: int, consumers: dict, producers: dict):
+    """(fw, r1, bw, r2) node positions if the CONCATENATION at position c closes a bidirectional
+    LSTM that can run fused without changing any result, else None."""
+    cat = g.nodes[c]
+    if cat.op != "CONCATENATION" or len(cat.inputs) != 2 or len(cat.outputs) != 1:
+        return None
+    if int(cat.options.get("fused_activation_function", 0)) != 0:
+        return None
+    y_t = cat.outputs[0]
+    y = g.tensors[y_t]
+    if len(y.shape) != 3 or int(cat.options.get("axis", 0)) not in (2, -1):
+        return None
+    fw_t, bwr_t = cat.inputs
+    pos = {}
+    for key, t, op in (("fw", fw_t, LSTM), ("r2", bwr_t, "REVERSE_V2")):
+        p = producers.get(t)
+        if p is None or g.nodes[p].op != op:
+            return None
+        pos[key] = p
+    bw_t = g.nodes[pos["r2"]].inputs[0]
+    pos["bw"] = producers.get(bw_t)
+    if pos["bw"] is None or g.nodes[pos["bw"]].op != LSTM:
+        return None
+    xr_t = g.nodes[pos["bw"]].inputs[0]
+    pos["r1"] = producers.get(xr_t)
+    if pos["r1"] is None or g.nodes[pos["r1"]].op != "REVERSE_V2":
+        return None
+    fw, bw, r1, r2 = (g.nodes[pos[k]] for k in ("fw", "bw", "r1", "r2"))
+    x_t = fw.inputs[0]
+    if x_t < 0 or r1.inputs[0] != x_t or pos["fw"] == pos["bw"]:
+        return None
+    for n in (fw, bw):
+        if len(n.outputs) != 1 or len(n.inputs) not in (20, LSTM_SLOTS):
+            return None
+    tm = bool(fw.options.get("time_major", False))
+    if bool(bw.options.get("time_major", False)) != tm:
+        return None
+    ta = 0 if tm else 1
+    if _reverse_axis(g, r1) != ta or _reverse_axis(g, r2) != ta:
+        return None
+    # the four intermediate tensors: one reader each (the next node of the pattern), not outputs
+    for t, reader in ((xr_t, pos["bw"]), (bw_t, pos["r2"]), (bwr_t, c), (fw_t, c)):
+        if consumers.get(t, []) != [reader] or t in g.outputs:
+            return None
+    # each LSTM's state tensors are read by it alone (the fused node runs forward, then backward)
+    for p in (pos["fw"], pos["bw"]):
+        n = g.nodes[p]
+        for t in n.inputs:
+            if t >= 0 and g.tensors[t].is_variable and consumers.get(t, []) != [p]:
+                return None
+    x, xr, f, b, br = (g.tensors[t] for t in (x_t, xr_t, fw_t, bw_t, bwr_t))
+    specs = (x, xr, f, b, br, y)
+    if any(np.dtype(s.dtype) != np.dtype(x.dtype) for s in specs):
+        return None
+    if any(s.is_variable or s.data is not None for s in specs[1:]):
+        return None
+    if len(x.shape) != 3 or tuple(xr.shape) != tuple(x.shape) or tuple(br.shape) != tuple(b.shape):
+        return None
+    if len(f.shape) != 3 or len(b.shape) != 3 or tuple(f.shape[:2]) != tuple(x.shape[:2]) \
+            or tuple(b.shape[:2]) != tuple(x.shape[:2]) \
+            or tuple(y.shape) != tuple(x.shape[:2]) + (f.shape[2] + b.shape[2],):
+        return None
+    # reversal moves raw bytes; the backward LSTM reads x with the reversed tensor's quantization
+    # and the concatenation must not requantize either half
+    if not (_same_quant(x.quant, xr.quant) and _same_quant(f.quant, y.quant)
+            and _same_quant(br.quant, y.quant)):
+        return None
+    return pos["fw"], pos["r1"], pos["bw"], pos["r2"]
+
+
+def _pad_slots(inputs) -> tuple:
+    return tuple(inputs) + (-1,) * (LSTM_SLOTS - len(inputs))
+
+
+def fuse_bidirectional_lstm(g: Graph) -> Graph:
+    """Replace each REVERSE_V2/LSTM/REVERSE_V2/LSTM/CONCATENATION bidirectional LSTM by one node.
+
+    Fires only when the result cannot change: both LSTMs read the same x, both reversals flip the
+    time axis, the four intermediate tensors have no other reader and are not graph outputs, the
+    concatenation joins [forward, reversed backward] on the last axis with no fused activation,
+    and no requantization happens on the way (x and its reversal, both concatenation inputs and
+    its output carry identical quantization). The new node sits at the concatenation's position.
+    """
+    consumers, producers = g.consumers(), g.producers()
+    replace_at, drop = {}, set()
+    for c, node in enumerate(g.nodes):
+        if node.op != "CONCATENATION":
+            continue
+        found = _bidi_at(g, c, consumers, producers)
+        if found is None or any(p in drop or p in replace_at for p in found):
+            continue
+        fw, bw = g.nodes[found[0]], g.nodes[found[2]]
+        options = {f"fw_{k}": v for k, v in fw.options.items()}
+        options.update({f"bw_{k}": v for k, v in bw.options.items()})
+        options["n_fw_intermediates"] = len(fw.intermediates)
+        label = node.name.split(" ")[0] if node.name else f"#{c}"
+        inputs = _pad_slots(fw.inputs) + (fw.inputs[0],) + _pad_slots(bw.inputs)[1:]
+        # the directions' own output tensors ride along as the last two intermediates: their
+        # quantization is part of each LSTM's arithmetic (proj_clip is quantized with it)
+        inter = tuple(fw.intermediates) + tuple(bw.intermediates) + (fw.outputs[0], bw.outputs[0])
+        replace_at[c] = Node(op=BIDI, inputs=inputs, outputs=node.outputs,
+                             options=frozen_options(options), version=1, name=f"{label} {BIDI}",
+                             intermediates=inter)
+        drop.update(found)
+    if not replace_at:
+        return g
+    nodes = tuple(replace_at.get(i, n) for i, n in enumerate(g.nodes) if i not in drop)
+    return g.replace(nodes=nodes)
+
+
+def expand_bidirectional_lstm(g: Graph) -> Graph:
+    """Rewrite every BIDI_SEQUENCE_LSTM node as the five TFLite builtins it was fused from."""
+    if not any(n.op == BIDI for n in g.nodes):
+        return g
+    tensors = list(g.tensors)
+    nodes = []
+
+    def add(spec: TensorSpec) -> int:
+        tensors.append(spec)
+        return len(tensors) - 1
+
+    for node in g.nodes:
+        if node.op != BIDI:
+            nodes.append(node)
+            continue
+        opt = dict(node.options)
+        n_fw = int(opt.get("n_fw_intermediates", 0))
+        fw_opt = {k[3:]: v for k, v in opt.items() if k.startswith("fw_")}
+        bw_opt = {k[3:]: v for k, v in opt.items() if k.startswith("bw_")}
+        x_t, y_t = node.inputs[0], node.outputs[0]
+        x, y = g.tensors[x_t], g.tensors[y_t]
+        f, b = node.intermediates[-2:]  # the directions' original outputs
+        ta = 0 if fw_opt.get("time_major", False) else 1
+        base = y.name or f"t{y_t}"
+        label = node.name.split(" ")[0] if node.name else "#?"
+        axis = add(_const_i32(f"{base}/bidi_time_axis", [ta]))
+        xr = add(TensorSpec(name=f"{base}/bidi_x_reversed", shape=tuple(x.shape), dtype=x.dtype,
+                            quant=x.quant))
+        br = add(TensorSpec(name=f"{base}/bidi_backward_reversed", shape=tuple(g.tensors[b].shape),
+                            dtype=y.dtype, quant=y.quant))
+        fw_in = node.inputs[:LSTM_SLOTS]
+        bw_in = (xr,) + tuple(node.inputs[LSTM_SLOTS + 1:])
+        nodes.append(Node(op=LSTM, inputs=fw_in, outputs=(f,), options=frozen_options(fw_opt),
+                          name=f"{label} {LSTM}", intermediates=tuple(node.intermediates[:n_fw])))
+        nodes.append(Node(op="REVERSE_V2", inputs=(x_t, axis), outputs=(xr,), name=f"{label} REVERSE_V2"))
+        nodes.append(Node(op=LSTM, inputs=bw_in, outputs=(b,), options=frozen_options(bw_opt),
+                          name=f"{label} {LSTM}", intermediates=tuple(node.intermediates[n_fw:-2])))
+        nodes.append(Node(op="REVERSE_V2", inputs=(b, axis), outputs=(br,), name=f"{label} REVERSE_V2"))
+        nodes.append(Node(op="CONCATENATION", inputs=(f, br), outputs=(y_t,),
+                          options=frozen_options({"axis": 2, "fused_activation_function": 0}),
+                          name=f"{label} CONCATENATION"))
     return g.replace(tensors=tuple(tensors), nodes=tuple(nodes))

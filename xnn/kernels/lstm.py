@@ -1,4 +1,7 @@
-"""UNIDIRECTIONAL_SEQUENCE_LSTM in the three forms LiteRT runs.
+"""UNIDIRECTIONAL_SEQUENCE_LSTM in the three forms LiteRT runs, and two bidirectional ops built
+on it: the builtin BIDIRECTIONAL_SEQUENCE_LSTM (float32 and hybrid; LiteRT has no integer form)
+and the xnn op BIDI_SEQUENCE_LSTM (tf_keras' Bidirectional(LSTM) pattern fused by
+converter.passes.fuse_bidirectional_lstm; all three forms). See "bidirectional" below.
 
 Inputs (24, or 20 without layer norm): 0 x; 1-4 input→{i,f,c,o} weights [nc, ni]; 5-8 recurrent→
 {i,f,c,o} weights [nc, no]; 9-11 peephole c→{i,f,o} [nc]; 12-15 gate biases {i,f,c,o} [nc];
@@ -54,14 +57,18 @@ Fast paths: the input-side matmul of every time step is one BLAS product before 
 (int8 operands in float32 are exact while a chunk of ≤ 1024 products of magnitude ≤ 2^14 sums
 below 2^24); the recurrence runs in one @njit function per form with weights packed [k, gate·nc]
 so the innermost loop is contiguous over all gates; float σ/tanh are vectorizable polynomials.
+Each recurrence can walk time backwards and write into a column range of a wider output, which
+is how a backward direction runs on x itself and both directions fill one merged output.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from numba import njit
 
+from ..ir import OpContext, frozen_options
 from .quant import activation_name, mbqm, mbqm_ref, quantize_multiplier
 
 # input slots
@@ -763,18 +770,22 @@ def _exact_dot(v, wt, acc, tmp):
 
 
 @njit(cache=True)
-def _lstm_float(xg, whT, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, wpT, pb, proj_clip,
-                out2, T, B, time_major, gbuf, mbuf, obuf, zbuf, kbits):
-    """Float32 recurrence. xg[row] holds bias + Wx·x_t for every step; gates are packed
-    [(i,) f, c, o] × nc in whT [no, G·nc]; peep [3, nc] = (pi, pf, po)."""
+def _lstm_float(xg, xoff, bias, whT, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, wpT,
+                pb, proj_clip, out2, T, B, time_major, reverse, col0, gbuf, mbuf, obuf, zbuf,
+                kbits):
+    """Float32 recurrence. xg[row, xoff:xoff+G·nc] holds Wx·x_t for every step and a step's gates
+    start from it + bias; gates are packed [(i,) f, c, o] × nc in whT [no, G·nc]; peep [3, nc] =
+    (pi, pf, po).
+    Steps run t = 0..T-1, or T-1..0 with `reverse`; step t writes out2[row(t, b), col0:col0+no]."""
     nc = c.shape[1]
     no = h.shape[1]
     GN = whT.shape[1]
-    for t in range(T):
+    for step in range(T):
+        t = T - 1 - step if reverse else step
         for b in range(B):
             r = _row(t, b, T, B, time_major)
             for j in range(GN):
-                gbuf[j] = xg[r, j]
+                gbuf[j] = xg[r, xoff + j] + bias[j]
             for k in range(no):
                 hk = h[b, k]
                 if hk != 0.0:
@@ -794,11 +805,11 @@ def _lstm_float(xg, whT, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, w
                     if proj_clip > 0.0:
                         v = min(max(v, -proj_clip), proj_clip)
                     h[b, j] = v
-                    out2[r, j] = v
+                    out2[r, col0 + j] = v
             else:
                 for j in range(no):
                     h[b, j] = mbuf[j]
-                    out2[r, j] = mbuf[j]
+                    out2[r, col0 + j] = mbuf[j]
 
 
 @njit(cache=True, inline="always")
@@ -837,7 +848,8 @@ def _quantize_row(v, q, asym):
         else:
             zp = int(_round_away_nb(z))
         sf = np.float32(s)
-        inv = np.float32(1.0 / np.float64(sf))
+        # a range below ~2^-141 underflows the float32 scale to 0: LiteRT's 1.0f / 0 is +inf
+        inv = np.float32(np.inf) if sf == 0 else np.float32(1.0 / np.float64(sf))
         zf = np.float32(zp)
         for k in range(n):
             r = _round_away_nb(zf + v[k] * inv)
@@ -864,32 +876,32 @@ def _hybrid_prequant(x2, qx, sf, zp, asym):
 
 
 @njit(cache=True)
-def _hybrid_input_gates(P, sf, zp, rowsum, wscale, bias, nc, xg):
-    """xg[r, j] = bias[j] + float32(Σ_chunks P - zp·Σw) · float32(sf[r]·wscale[gate])."""
+def _hybrid_input_gates(P, sf, zp, rowsum, wscale, bias, xg):
+    """xg[r, j] = bias[j] + float32(Σ_chunks P - zp·Σw) · float32(sf[r]·wscale[j]) (wscale: the
+    scale of column j's weight tensor)."""
     nch, R, GN = P.shape
     for r in range(R):
-        for g in range(GN // nc):
-            s = sf[r] * wscale[g]
-            for j in range(g * nc, (g + 1) * nc):
-                acc = np.int64(P[0, r, j])
-                for ch in range(1, nch):
-                    acc += np.int64(P[ch, r, j])
-                xg[r, j] = bias[j] + np.float32(acc - zp[r] * rowsum[j]) * s
+        for j in range(GN):
+            acc = np.int64(P[0, r, j])
+            for ch in range(1, nch):
+                acc += np.int64(P[ch, r, j])
+            xg[r, j] = bias[j] + np.float32(acc - zp[r] * rowsum[j]) * (sf[r] * wscale[j])
 
 
 @njit(cache=True)
-def _lstm_hybrid(xg, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, wpT,
-                 rs_p, ws_p, pb, proj_clip, asym, out2, T, B, time_major, gbuf, mbuf, obuf, qv,
-                 iacc, tmp, zbuf, kbits):
+def _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip, use_proj,
+                 wpT, rs_p, ws_p, pb, proj_clip, asym, out2, T, B, time_major, reverse, col0, gbuf,
+                 mbuf, obuf, qv, iacc, tmp, zbuf, kbits):
     """Hybrid recurrence: _lstm_float with h and m quantized per row before each int8 matvec."""
     nc = c.shape[1]
     no = h.shape[1]
     GN = whT.shape[1]
-    for t in range(T):
+    for step in range(T):
+        t = T - 1 - step if reverse else step
         for b in range(B):
             r = _row(t, b, T, B, time_major)
             for j in range(GN):
-                gbuf[j] = xg[r, j]
+                gbuf[j] = xg[r, xoff + j]
             nz = False
             for k in range(no):
                 if h[b, k] != 0.0:
@@ -898,8 +910,10 @@ def _lstm_hybrid(xg, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip
             if nz:
                 sfh, zph = _quantize_row(h[b], qv[:no], asym)
                 _exact_dot(qv[:no], whT, iacc, tmp)
-                for j in range(GN):
-                    gbuf[j] += np.float32(iacc[j] - zph * rs_h[j]) * (sfh * ws_h[j // nc])
+                for g in range(GN // nc):
+                    sg = sfh * ws_h[g]
+                    for j in range(g * nc, (g + 1) * nc):
+                        gbuf[j] += np.float32(iacc[j] - zph * rs_h[j]) * sg
             _cell_step(gbuf, c[b], peep, use_peep, cifg, act, cell_clip, mbuf, zbuf, kbits)
             if use_proj:
                 for j in range(no):
@@ -920,25 +934,24 @@ def _lstm_hybrid(xg, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip
                     if proj_clip > 0.0:
                         v = min(max(v, -proj_clip), proj_clip)
                     h[b, j] = v
-                    out2[r, j] = v
+                    out2[r, col0 + j] = v
             else:
                 for j in range(no):
                     h[b, j] = mbuf[j]
-                    out2[r, j] = mbuf[j]
+                    out2[r, col0 + j] = mbuf[j]
 
 
 @njit(cache=True)
-def _int_input_gates(P, bx, mq, ms, nc, gx):
-    """gx[r, j] = clamp16(MBQM(bx[j] + Σ_chunks P[ch, r, j], M[gate])), the part of every step
-    that does not depend on the state."""
+def _int_input_gates(P, bx, mq, ms, gx):
+    """gx[r, j] = clamp16(MBQM(bx[j] + Σ_chunks P[ch, r, j], M[j])) (M[j]: column j's gate
+    multiplier), the part of every step that does not depend on the state."""
     nch, R, GN = P.shape
     for r in range(R):
         for j in range(GN):
             acc = bx[j]
             for ch in range(nch):
                 acc += np.int64(P[ch, r, j])
-            g = j // nc
-            v = mbqm(acc, mq[g], ms[g])
+            v = mbqm(acc, mq[j], ms[j])
             gx[r, j] = min(max(v, -32768), 32767)
 
 
@@ -960,9 +973,9 @@ def _rdpot_nb(x, e):
 
 
 @njit(cache=True)
-def _lstm_int8(gx, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw, ppq,
-               pps, cshift, qcclip, hq, hs, zp_m, use_proj, wpT, bp, pq, ps, zp_h, qpclip, out2,
-               T, B, time_major, hf, mf, iacc, tmp, pre):
+def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw,
+               ppq, pps, cshift, qcclip, hq, hs, zp_m, use_proj, wpT, bp, pq, ps, zp_h, qpclip,
+               out2, T, B, time_major, reverse, col0, hf, mf, iacc, tmp, pre):
     """Integer 8x8→16 recurrence (see the module docstring for the arithmetic)."""
     nc = c.shape[1]
     no = h.shape[1]
@@ -970,16 +983,18 @@ def _lstm_int8(gx, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, 
     of = 0 if cifg else nc
     oc = of + nc
     oo = oc + nc
-    for t in range(T):
+    for step in range(T):
+        t = T - 1 - step if reverse else step
         for b in range(B):
             r = _row(t, b, T, B, time_major)
             for k in range(no):
                 hf[k] = np.float32(h[b, k])
             _exact_dot(hf, whT, iacc, tmp)
-            for j in range(GN):
-                g = j // nc
-                v = mbqm(bh[j] + iacc[j], mq[g], ms[g]) + gx[r, j]
-                pre[j] = min(max(v, -32768), 32767)
+            for g in range(GN // nc):
+                q, sh = mq[g], ms[g]
+                for j in range(g * nc, (g + 1) * nc):
+                    v = mbqm(bh[j] + iacc[j], q, sh) + gx[r, xoff + j]
+                    pre[j] = min(max(v, -32768), 32767)
             for j in range(nc):
                 cj = np.int64(c[b, j])
                 vf = pre[of + j]
@@ -1018,12 +1033,12 @@ def _lstm_int8(gx, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, 
                     if qpclip > 0:
                         v = min(max(v, -qpclip), qpclip)
                     h[b, j] = v
-                    out2[r, j] = v
+                    out2[r, col0 + j] = v
             else:
                 for j in range(no):
                     v = np.int64(mf[j])
                     h[b, j] = v
-                    out2[r, j] = v
+                    out2[r, col0 + j] = v
 
 
 # ---- prepare ------------------------------------------------------------------------------------
@@ -1058,11 +1073,155 @@ def _peep_matrix(ctx, cfg, scale=False):
 
 def prepare_lstm(ctx):
     cfg = _parse(ctx)
-    if cfg.form == "float":
-        return _prepare_float(ctx, cfg), [cfg.out_shape]
+    run_dir = _prepare_direction(ctx, cfg)
+
+    def run(ins, outs):
+        run_dir(ins[X], ins[H_STATE], ins[C_STATE], outs[0])
+    return run, [cfg.out_shape]
+
+
+# Each direction is two stages: the x side (every step's input contribution to the gates, for all
+# steps at once: BLAS, then a per-column finish) and the recurrence (one @njit call). Two
+# directions reading the same x share one x-side stage: their packed input weights are
+# concatenated along columns, and each recurrence reads its own column block of the result.
+
+def _prepare_direction(ctx, cfg, reverse=False, col0=0, width=None):
+    """One direction's runner `run(x, h, c, y)`: reads x, updates the state arrays h, c in place and
+    writes its output into columns [col0, col0 + no) of y viewed as [rows, width] (width defaults
+    to no); with `reverse` the recurrence walks time from T-1 down to 0, reading x[t] and writing
+    y[t] in place (no reversed copies)."""
+    stage, xg = _x_stage(cfg, [_x_side(ctx, cfg)], _asym(ctx))
+    rec = _recurrence(ctx, cfg, reverse, col0, width)
+
+    def run(x, h, c, y):
+        stage(x)
+        rec(xg, 0, h, c, y)
+    return run
+
+
+def _prepare_pair(fw, cf, bw, cb, col_bw, width_fw, width_bw, same_x):
+    """Forward and backward runners as one `run(x_fw, x_bw, h_fw, c_fw, h_bw, c_bw, y_fw, y_bw)`;
+    the backward one walks time in reverse and writes from column col_bw. With same_x (both read
+    one array) and matching x-side arithmetic, one shared x-side stage feeds both: only in the
+    hybrid and int8 forms, whose x-side sums are exact integers (a float32 BLAS product with more
+    columns may sum in another order: results would drift from the separate directions')."""
+    if same_x and cf.form == cb.form != "float" and _asym(fw) == _asym(bw) and (
+            cf.T, cf.B, cf.ni) == (cb.T, cb.B, cb.ni):
+        stage, xg = _x_stage(cf, [_x_side(fw, cf), _x_side(bw, cb)], _asym(fw))
+        rec_fw = _recurrence(fw, cf, False, 0, width_fw)
+        rec_bw = _recurrence(bw, cb, True, col_bw, width_bw)
+        off = cf.G * cf.nc
+
+        def run(x_fw, x_bw, h_fw, c_fw, h_bw, c_bw, y_fw, y_bw):
+            stage(x_fw)
+            rec_fw(xg, 0, h_fw, c_fw, y_fw)
+            rec_bw(xg, off, h_bw, c_bw, y_bw)
+        return run
+    run_fw = _prepare_direction(fw, cf, False, 0, width_fw)
+    run_bw = _prepare_direction(bw, cb, True, col_bw, width_bw)
+
+    def run(x_fw, x_bw, h_fw, c_fw, h_bw, c_bw, y_fw, y_bw):
+        run_fw(x_fw, h_fw, c_fw, y_fw)
+        run_bw(x_bw, h_bw, c_bw, y_bw)
+    return run
+
+
+def _asym(ctx):
+    return bool(ctx.opt.get("asymmetric_quantize_inputs", False))
+
+
+def _x_side(ctx, cfg):
+    """A direction's x-side constants: packed input weights [ni, G·nc] and per-column arrays."""
+    ins = ctx.ins
+    side = {"wxT": _packT(ctx, cfg, W_X)}
+    gate_of_col = np.repeat(np.arange(cfg.G), cfg.nc)
     if cfg.form == "hybrid":
-        return _prepare_hybrid(ctx, cfg), [cfg.out_shape]
-    return _prepare_int8(ctx, cfg), [cfg.out_shape]
+        side["rs"] = side["wxT"].sum(0).astype(np.int64)
+        side["ws"] = np.array([ins[W_X[g]].quant.s for g in cfg.gates], np.float32)[gate_of_col]
+        side["bias"] = np.concatenate([ins[BIAS[g]].data for g in cfg.gates]).astype(np.float32)
+    elif cfg.form == "int8":
+        side["bx"] = np.concatenate(cfg.bx).astype(np.int64)
+        mq, ms = _multipliers(cfg.mx)
+        side["mq"], side["ms"] = mq[gate_of_col], ms[gate_of_col]
+    return side
+
+
+def _x_stage(cfg, sides, asym):
+    """`stage(x)` filling xg [T·B, Σ G·nc] with the x-side gate terms of every direction in
+    `sides` (float: Wx·x; hybrid: bias + dequantized Wx·q(x); int8: clamp16(MBQM(bx + Wx·x)))."""
+    R, ni = cfg.T * cfg.B, cfg.ni
+
+    def cat(key):
+        return np.ascontiguousarray(np.concatenate([s[key] for s in sides], -1))
+    wxT = cat("wxT")
+    GN = wxT.shape[1]
+    if cfg.form == "float":
+        xg = np.empty((R, GN), np.float32)
+
+        def stage(x):
+            np.matmul(x.reshape(R, ni), wxT, out=xg)
+        return stage, xg
+    nch = -(-ni // CHUNK)
+    P = np.empty((nch, R, GN), np.float32)
+    if cfg.form == "hybrid":
+        rs, ws, bias = cat("rs"), cat("ws"), cat("bias")
+        qx = np.empty((R, ni), np.float32)
+        sfx = np.empty(R, np.float32)
+        zpx = np.empty(R, np.int64)
+        mm = _chunked_matmul(qx, wxT, P)
+        xg = np.empty((R, GN), np.float32)
+
+        def stage(x):
+            _hybrid_prequant(x.reshape(R, ni), qx, sfx, zpx, asym)
+            mm()
+            _hybrid_input_gates(P, sfx, zpx, rs, ws, bias, xg)
+        return stage, xg
+    bx, mq, ms = cat("bx"), cat("mq"), cat("ms")
+    xf = np.empty((R, ni), np.float32)
+    mm = _chunked_matmul(xf, wxT, P)
+    gx = np.empty((R, GN), np.int64)
+
+    def stage(x):
+        np.copyto(xf, x.reshape(R, ni))
+        mm()
+        _int_input_gates(P, bx, mq, ms, gx)
+    return stage, gx
+
+
+def _recurrence(ctx, cfg, reverse, col0, width):
+    """`rec(xg, xoff, h, c, y)`: the recurrence on the x-side terms in columns xoff.. of xg."""
+    width = cfg.no if width is None else int(width)
+    if not 0 <= col0 <= width - cfg.no:
+        ctx.fail(f"output columns {col0}..{col0 + cfg.no} exceed the output width {width}")
+    prep = {"float": _rec_float, "hybrid": _rec_hybrid, "int8": _rec_int8}[cfg.form]
+    return prep(ctx, cfg, bool(reverse), int(col0), width)
+
+
+def _rec_float(ctx, cfg, reverse, col0, ow):
+    ins = ctx.ins
+    R, GN = _common_buffers(cfg)
+    whT = _packT(ctx, cfg, W_H)
+    bias = np.concatenate([ins[BIAS[g]].data for g in cfg.gates]).astype(np.float32)
+    peep = _peep_matrix(ctx, cfg)
+    wpT = (np.ascontiguousarray(ins[W_P].data.T.astype(np.float32)) if cfg.projection
+           else np.zeros((1, 1), np.float32))
+    pb = (ins[B_P].data.astype(np.float32) if cfg.projection and ins[B_P] is not None
+          else np.zeros(cfg.no, np.float32))
+    gbuf = np.empty(GN, np.float32)
+    mbuf = np.empty(cfg.nc, np.float32)
+    obuf = np.empty(cfg.no, np.float32)
+    zbuf = np.empty(cfg.nc, np.float32)
+    kbits = np.empty(GN, np.int32)
+    act = ACT_CODES[cfg.act]
+    cclip, pclip = np.float32(cfg.cell_clip), np.float32(cfg.proj_clip)
+    T, B, nc, no, tm = cfg.T, cfg.B, cfg.nc, cfg.no, cfg.time_major
+    cifg, use_peep, use_proj = cfg.cifg, cfg.peephole, cfg.projection
+
+    def rec(xg, xoff, h, c, y):
+        _lstm_float(xg, xoff, bias, whT, h.reshape(B, no), c.reshape(B, nc), peep, use_peep, cifg,
+                    act, cclip, use_proj, wpT, pb, pclip, y.reshape(R, ow), T, B, tm, reverse,
+                    col0, gbuf, mbuf, obuf, zbuf, kbits)
+    return rec
 
 
 def _common_buffers(cfg):
@@ -1071,48 +1230,12 @@ def _common_buffers(cfg):
     return R, GN
 
 
-def _prepare_float(ctx, cfg):
+def _rec_hybrid(ctx, cfg, reverse, col0, ow):
     ins = ctx.ins
     R, GN = _common_buffers(cfg)
-    wxT = _packT(ctx, cfg, W_X)
     whT = _packT(ctx, cfg, W_H)
-    bias = np.concatenate([ins[BIAS[g]].data for g in cfg.gates]).astype(np.float32)
-    peep = _peep_matrix(ctx, cfg)
-    wpT = (np.ascontiguousarray(ins[W_P].data.T.astype(np.float32)) if cfg.projection
-           else np.zeros((1, 1), np.float32))
-    pb = (ins[B_P].data.astype(np.float32) if cfg.projection and ins[B_P] is not None
-          else np.zeros(cfg.no, np.float32))
-    xg = np.empty((R, GN), np.float32)
-    gbuf = np.empty(GN, np.float32)
-    mbuf = np.empty(cfg.nc, np.float32)
-    obuf = np.empty(cfg.no, np.float32)
-    zbuf = np.empty(cfg.nc, np.float32)
-    kbits = np.empty(GN, np.int32)
-    act = ACT_CODES[cfg.act]
-    cclip, pclip = np.float32(cfg.cell_clip), np.float32(cfg.proj_clip)
-    T, B, ni, nc, no, tm = cfg.T, cfg.B, cfg.ni, cfg.nc, cfg.no, cfg.time_major
-    cifg, use_peep, use_proj = cfg.cifg, cfg.peephole, cfg.projection
-
-    def run(ins, outs):
-        np.matmul(ins[X].reshape(R, ni), wxT, out=xg)
-        np.add(xg, bias, out=xg)
-        _lstm_float(xg, whT, ins[H_STATE].reshape(B, no), ins[C_STATE].reshape(B, nc), peep,
-                    use_peep, cifg, act, cclip, use_proj, wpT, pb, pclip, outs[0].reshape(R, no),
-                    T, B, tm, gbuf, mbuf, obuf, zbuf, kbits)
-    return run
-
-
-def _prepare_hybrid(ctx, cfg):
-    ins = ctx.ins
-    R, GN = _common_buffers(cfg)
-    nch = -(-cfg.ni // CHUNK)
-    wxT = _packT(ctx, cfg, W_X)
-    whT = _packT(ctx, cfg, W_H)
-    rs_x = wxT.sum(0).astype(np.int64)
     rs_h = whT.sum(0).astype(np.int64)
-    ws_x = np.array([ins[W_X[g]].quant.s for g in cfg.gates], np.float32)
     ws_h = np.array([ins[W_H[g]].quant.s for g in cfg.gates], np.float32)
-    bias = np.concatenate([ins[BIAS[g]].data for g in cfg.gates]).astype(np.float32)
     peep = _peep_matrix(ctx, cfg, scale=True)
     if cfg.projection:
         wpT = np.ascontiguousarray(ins[W_P].data.T.astype(np.float32))
@@ -1122,13 +1245,7 @@ def _prepare_hybrid(ctx, cfg):
         wpT, rs_p, ws_p = np.zeros((1, 1), np.float32), np.zeros(1, np.int64), np.float32(1)
     pb = (ins[B_P].data.astype(np.float32) if cfg.projection and ins[B_P] is not None
           else np.zeros(cfg.no, np.float32))
-    asym = bool(ctx.opt.get("asymmetric_quantize_inputs", False))
-    qx = np.empty((R, cfg.ni), np.float32)
-    sfx = np.empty(R, np.float32)
-    zpx = np.empty(R, np.int64)
-    P = np.empty((nch, R, GN), np.float32)
-    mm = _chunked_matmul(qx, wxT, P)
-    xg = np.empty((R, GN), np.float32)
+    asym = _asym(ctx)
     width = max(GN, cfg.no)
     gbuf = np.empty(GN, np.float32)
     mbuf = np.empty(cfg.nc, np.float32)
@@ -1140,17 +1257,15 @@ def _prepare_hybrid(ctx, cfg):
     kbits = np.empty(GN, np.int32)
     act = ACT_CODES[cfg.act]
     cclip, pclip = np.float32(cfg.cell_clip), np.float32(cfg.proj_clip)
-    T, B, ni, nc, no, tm = cfg.T, cfg.B, cfg.ni, cfg.nc, cfg.no, cfg.time_major
+    T, B, nc, no, tm = cfg.T, cfg.B, cfg.nc, cfg.no, cfg.time_major
     cifg, use_peep, use_proj = cfg.cifg, cfg.peephole, cfg.projection
 
-    def run(ins, outs):
-        _hybrid_prequant(ins[X].reshape(R, ni), qx, sfx, zpx, asym)
-        mm()
-        _hybrid_input_gates(P, sfx, zpx, rs_x, ws_x, bias, nc, xg)
-        _lstm_hybrid(xg, whT, rs_h, ws_h, ins[H_STATE].reshape(B, no), ins[C_STATE].reshape(B, nc),
-                     peep, use_peep, cifg, act, cclip, use_proj, wpT, rs_p, ws_p, pb, pclip, asym,
-                     outs[0].reshape(R, no), T, B, tm, gbuf, mbuf, obuf, qv, iacc, tmp, zbuf, kbits)
-    return run
+    def rec(xg, xoff, h, c, y):
+        _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h.reshape(B, no), c.reshape(B, nc), peep, use_peep,
+                     cifg, act, cclip, use_proj, wpT, rs_p, ws_p, pb, pclip, asym,
+                     y.reshape(R, ow), T, B, tm, reverse, col0, gbuf, mbuf, obuf, qv, iacc, tmp,
+                     zbuf, kbits)
+    return rec
 
 
 def _multipliers(ms):
@@ -1158,15 +1273,11 @@ def _multipliers(ms):
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def _prepare_int8(ctx, cfg):
+def _rec_int8(ctx, cfg, reverse, col0, ow):
     ins = ctx.ins
     R, GN = _common_buffers(cfg)
-    nch = -(-cfg.ni // CHUNK)
-    wxT = _packT(ctx, cfg, W_X)
     whT = _packT(ctx, cfg, W_H)
-    bx = np.concatenate(cfg.bx).astype(np.int64)
     bh = np.concatenate(cfg.bh).astype(np.int64)
-    mxq, mxs = _multipliers(cfg.mx)
     mhq, mhs = _multipliers(cfg.mh)
     hq, hs = quantize_multiplier(cfg.m_hidden)
     pq, ps = quantize_multiplier(cfg.m_proj)
@@ -1177,10 +1288,6 @@ def _prepare_int8(ctx, cfg):
     tanh_g = _lut("tanh", 3)
     tanh_c = tanh_g if cfg.tanh_is_input_gate else _lut("tanh", 15 + cfg.cs)
     tanh_is_i = cfg.tanh_is_input_gate
-    xf = np.empty((R, cfg.ni), np.float32)
-    P = np.empty((nch, R, GN), np.float32)
-    mm = _chunked_matmul(xf, wxT, P)
-    gx = np.empty((R, GN), np.int64)
     width = max(GN, cfg.no)
     hf = np.empty(cfg.no, np.float32)
     mf = np.empty(cfg.nc, np.float32)
@@ -1193,22 +1300,190 @@ def _prepare_int8(ctx, cfg):
             if ins[k] is not None:
                 pw[row] = ins[k].data
     ppq, pps = _multipliers(cfg.mp)
-    T, B, ni, nc, no, tm = cfg.T, cfg.B, cfg.ni, cfg.nc, cfg.no, cfg.time_major
+    T, B, nc, no, tm = cfg.T, cfg.B, cfg.nc, cfg.no, cfg.time_major
     cifg, use_proj, use_peep = cfg.cifg, cfg.projection, cfg.peephole
     cshift, qcclip, qpclip = 30 + cfg.cs, cfg.q_cell_clip, cfg.q_proj_clip
     zp_m, zp_h = cfg.zp_m_signed, cfg.zp_h
 
+    def rec(gx, xoff, h, c, y):
+        _lstm_int8(gx, xoff, whT, bh, mhq, mhs, h.reshape(B, no), c.reshape(B, nc), sig, tanh_g,
+                   tanh_c, tanh_is_i, cifg, use_peep, pw, ppq, pps, cshift, qcclip, hq, hs, zp_m,
+                   use_proj, wpT, bp, pq, ps, zp_h, qpclip, y.reshape(R, ow), T, B, tm, reverse,
+                   col0, hf, mf, iacc, tmp, pre)
+    return rec
+
+
+# ---- bidirectional ------------------------------------------------------------------------------
+# Both bidirectional forms run two unidirectional directions on sub-contexts (24 input slots each,
+# numbered as UNIDIRECTIONAL_SEQUENCE_LSTM's) that write into one output: forward into columns
+# [0, no_fw), backward walking time from T-1 down to 0 into [no_fw, no_fw + no_bw) (or into its
+# own output when not merged). The spec is  y = [LSTM_fw(x), rev_t(LSTM_bw(rev_t(x)))]  on the
+# last axis.
+
+FW_H, FW_C, BW_H, BW_C = 35, 36, 37, 38   # the native op's state slots
+AUX_INPUT = 39
+AUX_WEIGHTS = tuple(range(40, 48))
+NATIVE_OPTIONS = ("fused_activation_function", "cell_clip", "proj_clip",
+                  "asymmetric_quantize_inputs")
+
+
+def _sub_ctx(ctx, ins, out, options, inter, label):
+    node = replace(ctx.node, options=frozen_options(options), name=f"{ctx.node.name} ({label})",
+                   intermediates=())
+    return OpContext(node=node, ins=tuple(ins), outs=(out,), inter=tuple(inter))
+
+
+def _time_axis(cfg):
+    return 0 if cfg.time_major else 1
+
+
+def _bidi_ref(fw, bw, x_fw, x_bw, ins_fw, ins_bw):
+    """(forward output, backward output) by the spec: the backward LSTM on the time-reversed input,
+    its output reversed back."""
+    y_fw = lstm_ref(fw, [x_fw] + list(ins_fw[1:]))[0]
+    ax = _time_axis(_parse(bw))
+    y_bw = lstm_ref(bw, [np.ascontiguousarray(np.flip(x_bw, ax))] + list(ins_bw[1:]))[0]
+    return y_fw, np.ascontiguousarray(np.flip(y_bw, ax))
+
+
+# BIDI_SEQUENCE_LSTM (xnn op, made by converter.passes.fuse_bidirectional_lstm from tf_keras'
+# Bidirectional(LSTM) pattern): inputs 0-23 are the forward LSTM's slots, 24-47 the backward's
+# (24 = x again); options are each direction's UNIDIRECTIONAL_SEQUENCE_LSTM options prefixed
+# "fw_" / "bw_"; intermediates: the forward's n_fw_intermediates, the backward's, then the two
+# directions' original output tensors (written by nobody now: their quantization is part of each
+# direction's arithmetic, e.g. the int8 proj_clip). One output [..., no_fw + no_bw] =
+# CONCATENATION(fw, REVERSE_V2(bw(REVERSE_V2(x)))) on the last axis.
+
+def _fused_dirs(ctx):
+    if len(ctx.ins) != 48:
+        ctx.fail(f"BIDI_SEQUENCE_LSTM takes 48 inputs (two 24-slot LSTMs), got {len(ctx.ins)}")
+    if len(ctx.outs) != 1:
+        ctx.fail(f"BIDI_SEQUENCE_LSTM has one output, got {len(ctx.outs)}")
+    n_fw = int(ctx.opt.get("n_fw_intermediates", 0))
+    inter = ctx.inter
+    if not 0 <= n_fw <= len(inter) - 2:
+        ctx.fail(f"needs n_fw_intermediates ({n_fw}) + backward intermediates + the 2 direction "
+                 f"outputs as intermediates, has {len(inter)}")
+    opts = {d: {k[3:]: v for k, v in ctx.opt.items() if k.startswith(d + "_")}
+            for d in ("fw", "bw")}
+    y_fw, y_bw = inter[-2:]
+    for d in (y_fw, y_bw):
+        if d.dtype != ctx.outs[0].dtype:
+            ctx.fail(f"direction output '{d.name}' is {d.dtype.name}, the output is "
+                     f"{ctx.outs[0].dtype.name}")
+    fw = _sub_ctx(ctx, ctx.ins[:24], y_fw, opts["fw"], inter[:n_fw], "forward")
+    bw = _sub_ctx(ctx, ctx.ins[24:], y_bw, opts["bw"], inter[n_fw:-2], "backward")
+    cf, cb = _parse(fw), _parse(bw)
+    xf, xb = ctx.ins[0], ctx.ins[24]
+    if tuple(xf.shape) != tuple(xb.shape) or xf.dtype != xb.dtype:
+        ctx.fail(f"the directions read different inputs: {tuple(xf.shape)} {xf.dtype.name} and "
+                 f"{tuple(xb.shape)} {xb.dtype.name}")
+    if cf.time_major != cb.time_major:
+        ctx.fail("the directions disagree on time_major")
+    if cf.form != cb.form:
+        ctx.fail(f"the directions run different forms ({cf.form} and {cb.form})")
+    shape = tuple(int(d) for d in xf.shape[:2]) + (cf.no + cb.no,)
+    return fw, bw, cf, cb, shape
+
+
+def prepare_bidi_fused(ctx):
+    fw, bw, cf, cb, shape = _fused_dirs(ctx)
+    same_x = ctx.node.inputs[0] == ctx.node.inputs[24]
+    pair = _prepare_pair(fw, cf, bw, cb, cf.no, shape[2], shape[2], same_x)
+
     def run(ins, outs):
-        np.copyto(xf, ins[X].reshape(R, ni))
-        mm()
-        _int_input_gates(P, bx, mxq, mxs, nc, gx)
-        _lstm_int8(gx, whT, bh, mhq, mhs, ins[H_STATE].reshape(B, no), ins[C_STATE].reshape(B, nc),
-                   sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw, ppq, pps, cshift, qcclip,
-                   hq, hs, zp_m, use_proj, wpT, bp, pq, ps, zp_h, qpclip, outs[0].reshape(R, no),
-                   T, B, tm, hf, mf, iacc, tmp, pre)
-    return run
+        pair(ins[0], ins[24], ins[18], ins[19], ins[42], ins[43], outs[0], outs[0])
+    return run, [shape]
+
+
+def bidi_fused_ref(ctx, ins):
+    fw, bw, _, _, _ = _fused_dirs(ctx)
+    y_fw, y_bw = _bidi_ref(fw, bw, np.asarray(ins[0]), np.asarray(ins[24]), ins[:24], ins[24:])
+    return [np.concatenate([y_fw, y_bw], axis=-1)]
+
+
+# BIDIRECTIONAL_SEQUENCE_LSTM (TFLite builtin): 0 x; 1-17 forward and 18-34 backward weights,
+# peepholes, biases and projection (slots 1-17 of the unidirectional op); 35/36 forward h/c,
+# 37/38 backward h/c (variables); 39 aux input; 40-43 / 44-47 aux weights. Options are shared by
+# both directions; time_major defaults to true. LiteRT runs float32 input only (float or hybrid
+# weights). With an aux input and no aux weights the backward direction reads the aux input
+# instead of x (LiteRT's stacking "without cross links"); aux weights are rejected.
+
+def _native_dirs(ctx):
+    ins = ctx.ins
+    if len(ins) != 48:
+        ctx.fail(f"BIDIRECTIONAL_SEQUENCE_LSTM takes 48 inputs, got {len(ins)}")
+    merge = bool(ctx.opt.get("merge_outputs", False))
+    if len(ctx.outs) != (1 if merge else 2):
+        ctx.fail(f"merge_outputs={merge} needs {1 if merge else 2} outputs, got {len(ctx.outs)}")
+    x = ins[X]
+    if x is None:
+        ctx.fail("input 0 is absent")
+    if x.dtype != np.float32:
+        ctx.fail(f"input '{x.name}' is {x.dtype.name}: LiteRT's BIDIRECTIONAL_SEQUENCE_LSTM has no "
+                 "integer form (float32 input with float32 or int8 hybrid weights only)")
+    if any(ins[k] is not None for k in AUX_WEIGHTS):
+        ctx.fail("auxiliary input weights (inputs 40-47, stacking with cross links) are not "
+                 "supported")
+    x_bw = x
+    aux = ins[AUX_INPUT]
+    if aux is not None:
+        if tuple(aux.shape) != tuple(x.shape) or aux.dtype != x.dtype:
+            ctx.fail(f"aux input '{aux.name}' (read by the backward direction) must match the "
+                     f"input: {tuple(aux.shape)} {aux.dtype.name} vs {tuple(x.shape)} "
+                     f"{x.dtype.name}")
+        x_bw = aux
+    opts = {k: ctx.opt[k] for k in NATIVE_OPTIONS if k in ctx.opt}
+    opts["time_major"] = bool(ctx.opt.get("time_major", True))
+    y_fw, y_bw = ctx.outs[0], ctx.outs[0 if merge else 1]
+    none4 = [None] * 4
+    fw = _sub_ctx(ctx, [x] + list(ins[1:18]) + [ins[FW_H], ins[FW_C]] + none4, y_fw, opts, (),
+                  "forward")
+    bw = _sub_ctx(ctx, [x_bw] + list(ins[18:35]) + [ins[BW_H], ins[BW_C]] + none4, y_bw, opts, (),
+                  "backward")
+    cf, cb = _parse(fw), _parse(bw)
+    if cf.form != cb.form:
+        ctx.fail(f"forward weights are {cf.form}, backward weights {cb.form}")
+    if (cf.nc, cf.no) != (cb.nc, cb.no):
+        ctx.fail(f"forward (cell {cf.nc}, output {cf.no}) and backward (cell {cb.nc}, output "
+                 f"{cb.no}) sizes differ: LiteRT checks each direction's tensors against both")
+    if merge and not cf.time_major and cf.B > 1:
+        ctx.fail("merge_outputs with batch-major input and batch > 1: LiteRT's kernel addresses "
+                 "the state of batch row b at b·(merged width), past the end of the state "
+                 "tensors (undefined); use time_major, batch 1, or separate outputs")
+    return fw, bw, cf, cb, merge, aux is not None
+
+
+def prepare_bidi_native(ctx):
+    fw, bw, cf, cb, merge, use_aux = _native_dirs(ctx)
+    lead = tuple(int(d) for d in ctx.ins[X].shape[:2])
+    if merge:
+        width = cf.no + cb.no
+        shapes = [lead + (width,)]
+        pair = _prepare_pair(fw, cf, bw, cb, cf.no, width, width, not use_aux)
+    else:
+        shapes = [lead + (cf.no,), lead + (cb.no,)]
+        pair = _prepare_pair(fw, cf, bw, cb, 0, cf.no, cb.no, not use_aux)
+    x_bw = AUX_INPUT if use_aux else X
+    out_bw = 0 if merge else 1
+
+    def run(ins, outs):
+        pair(ins[X], ins[x_bw], ins[FW_H], ins[FW_C], ins[BW_H], ins[BW_C], outs[0], outs[out_bw])
+    return run, shapes
+
+
+def bidi_native_ref(ctx, ins):
+    fw, bw, _, _, merge, use_aux = _native_dirs(ctx)
+    ins = list(ins)
+    none4 = [None] * 4
+    ins_fw = [ins[X]] + ins[1:18] + [ins[FW_H], ins[FW_C]] + none4
+    ins_bw = [ins[AUX_INPUT] if use_aux else ins[X]] + ins[18:35] + [ins[BW_H], ins[BW_C]] + none4
+    y_fw, y_bw = _bidi_ref(fw, bw, np.asarray(ins_fw[0]), np.asarray(ins_bw[0]), ins_fw, ins_bw)
+    return [np.concatenate([y_fw, y_bw], axis=-1)] if merge else [y_fw, y_bw]
 
 
 OPS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": (prepare_lstm, lstm_ref),
+    "BIDIRECTIONAL_SEQUENCE_LSTM": (prepare_bidi_native, bidi_native_ref),
+    "BIDI_SEQUENCE_LSTM": (prepare_bidi_fused, bidi_fused_ref),
 }
