@@ -108,8 +108,13 @@ def cmd_run(args) -> int:
             raise XnnError(f"model takes {len(details)} inputs, got {len(args.input)} --input files")
         for path, d in zip(args.input, details):
             try:
+                with open(path, "rb") as f:
+                    if f.read(6) != b"\x93NUMPY":
+                        raise XnnError(f"input '{path}' is not a .npy file (save arrays with numpy.save)")
                 x = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as e:
+                if isinstance(e, XnnError):
+                    raise
                 raise XnnError(f"cannot read input '{path}' as .npy: {e}") from None
             if x.dtype != d["dtype"] and np.can_cast(x.dtype, d["dtype"], "same_kind"):
                 x = x.astype(d["dtype"])
