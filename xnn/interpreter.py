@@ -286,7 +286,10 @@ class Interpreter:
             if expect is not None:
                 for k, (got, ref) in enumerate(zip(outs, expect)):
                     if np.issubdtype(got.dtype, np.floating):
-                        ok = np.allclose(got, ref, rtol=1e-5, atol=1e-6)
+                        # float kernels sum in another order than the reference: allow rounding
+                        # growth on long reductions, relative to the output's magnitude
+                        scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+                        ok = np.allclose(got, ref, rtol=1e-4, atol=1e-5 * max(1.0, scale))
                     else:
                         ok = np.array_equal(got, ref)
                     if not ok:
