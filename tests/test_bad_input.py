@@ -173,3 +173,20 @@ def test_kernel_runtime_failure_becomes_xnn_error():
     it._plan[0] = (boom, ins, outs)
     with pytest.raises(XnnError, match=r"node #0 RELU failed at run time: ZeroDivisionError"):
         it(np.zeros((1, 4), np.float32))
+
+
+@pytest.mark.parametrize("offset,size", [(10**7, 16), (2, 10**9), (100, 2**40)])
+def test_external_buffer_out_of_file(monkeypatch, offset, size):
+    """A buffer stored outside the flatbuffer (offset/size fields) that points past the end of the
+    file is rejected before anything reads it."""
+    import tflite
+
+    def add_external(builder, data):
+        tflite.BufferAddOffset(builder, offset)
+        tflite.BufferAddSize(builder, size)
+    monkeypatch.setattr(tflite, "BufferAddData", add_external)
+    m = one_op_model("RESHAPE", [spec("x", (2, 2), np.float32), spec("s", None, np.int32, data=[4])],
+                     [spec("y", (4,), np.float32)])
+    monkeypatch.undo()
+    with pytest.raises(XnnError, match="beyond end of file"):
+        xnn.Interpreter(model_content=m)
