@@ -46,4 +46,42 @@ def test_errors_are_one_line_and_nonzero(tmp_path):
 
 def test_help_lists_commands():
     r = xnn("--help")
-    assert r.returncode == 0 and "info" in r.stdout and "run" in r.stdout
+    assert r.returncode == 0 and "info" in r.stdout and "run" in r.stdout and "convert" in r.stdout
+
+
+def test_convert_report_then_info_and_run_the_xnn(tmp_path):
+    import xnn as x
+
+    src = os.path.join(FIX, "classifier_int8.tflite")
+    out = tmp_path / "model.xnn"
+    r = xnn("convert", src, "-o", str(out), "--report")
+    assert r.returncode == 0, r.stderr
+    assert "[1/3] read" in r.stderr and f"[3/3] wrote {out}" in r.stderr
+    assert out.read_bytes()[:4] == b"XNNF"
+    assert "weights before" in r.stdout and "weights after" in r.stdout and "CONV_2D" in r.stdout
+    assert "weight bytes:" in r.stdout and f"-> {out.stat().st_size:,} bytes (" in r.stdout
+
+    r = xnn("info", str(out))
+    assert r.returncode == 0, r.stderr
+    assert ".xnn format" in r.stdout and "CHANNEL_SHUFFLE" in r.stdout and "activation arena:" in r.stdout
+
+    inp = tmp_path / "x.npy"
+    data = np.random.default_rng(1).integers(-128, 128, (1, 32, 32, 1)).astype(np.int8)
+    np.save(inp, data)
+    r = xnn("run", str(out), "--input", str(inp), "--output", str(tmp_path / "y.npz"))
+    assert r.returncode == 0, r.stderr
+    expect = x.Interpreter(model_path=src)(data)[0]
+    np.testing.assert_array_equal(list(np.load(tmp_path / "y.npz").values())[0], expect)
+
+
+def test_convert_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model at all")
+    for args, msg in ((("convert", str(bad), "-o", str(tmp_path / "o.xnn")), "TFL3"),
+                      (("convert", os.path.join(FIX, "detector_int8.tflite"), "-o",
+                        str(tmp_path / "no" / "dir" / "o.xnn")), "cannot write")):
+        r = xnn(*args)
+        last = r.stderr.splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("xnn: error:") and msg in last, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o.xnn").exists()

@@ -1,4 +1,4 @@
-"""The `xnn` command line: info, run (convert, ocr and bench arrive with their issues)."""
+"""The `xnn` command line: convert, info, run (ocr and bench arrive with their issues)."""
 from __future__ import annotations
 
 import argparse
@@ -61,7 +61,7 @@ def cmd_info(args) -> int:
     from .ops import OPS
 
     g = load_graph(model_path=args.model)
-    print(f"model: {args.model}")
+    print(f"model: {args.model} ({_format_name(args.model)})")
     if g.description:
         print(f"description: {g.description}")
     rows = []
@@ -141,14 +141,140 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _format_name(path) -> str:
+    from .converter.xnn_format import FORMAT_VERSION, is_xnn
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "?"
+    return f".xnn format {FORMAT_VERSION}" if is_xnn(head) else "TFLite"
+
+
+def _read_raw(path):
+    """(file bytes, graph as stored in the file: no folding, no passes)."""
+    from .converter.tflite_reader import read_tflite
+    from .converter.xnn_format import is_xnn, read_xnn
+
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as e:
+        raise XnnError(f"cannot read model file '{path}': {e.strerror or e}") from None
+    return content, (read_xnn(content) if is_xnn(content) else read_tflite(content))
+
+
+def _const_bytes(g, t, producers, memo):
+    """Bytes a file stores for tensor t if t is a constant or computed from constants only (folded
+    at load, e.g. float16 weights widened by DEQUANTIZE), else None (an activation)."""
+    if t in memo:
+        return memo[t]
+    spec = g.tensors[t]
+    memo[t] = None  # guards against cycles in a malformed graph
+    if spec.is_variable:
+        return None
+    if spec.data is not None:
+        memo[t] = int(spec.data.nbytes)
+    elif t in producers:
+        parts = [_const_bytes(g, i, producers, memo) for i in g.nodes[producers[t]].inputs if i >= 0]
+        if parts and all(b is not None for b in parts):
+            memo[t] = sum(parts)
+    return memo[t]
+
+
+def _layer_rows(before_g, after_g):
+    """[(node, op, weight bytes before, after)] for the nodes of after_g that run at inference.
+    Passes keep tensor indices, so a node's weights are found in before_g by the same indices."""
+    pb, pa = before_g.producers(), after_g.producers()
+    mb, ma = {}, {}
+    rows = []
+    for n in after_g.nodes:
+        ins = [t for t in n.inputs if t >= 0]
+        after = [_const_bytes(after_g, t, pa, ma) for t in ins]
+        if ins and all(b is not None for b in after):
+            continue  # computed from constants: folded at load, its bytes count where they are read
+        before = [_const_bytes(before_g, t, pb, mb) if t < len(before_g.tensors) else a
+                  for t, a in zip(ins, after)]
+        rows.append((n.name, n.op, sum(b or 0 for b in before), sum(a or 0 for a in after)))
+    return rows
+
+
+def cmd_convert(args) -> int:
+    import os
+    import time
+
+    from .converter.xnn_format import graph_for_xnn, read_xnn, write_file, write_xnn
+    from .interpreter import check_graph
+
+    out = args.output or os.path.splitext(args.model)[0] + ".xnn"
+    if os.path.abspath(out) == os.path.abspath(args.model):
+        raise XnnError(f"output '{out}' would overwrite the input")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise XnnError(f"cannot write '{out}': its directory does not exist")
+
+    def step(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    content, raw = _read_raw(args.model)
+    step(f"[1/3] read {args.model}: {len(content):,} bytes, {len(raw.nodes)} nodes, {len(raw.tensors)} "
+         f"tensors ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    t0 = time.perf_counter()
+    g = graph_for_xnn(raw)
+    check_graph(g)
+    step(f"[2/3] folded constants, ran graph passes: {len(g.nodes)} nodes "
+         f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    t0 = time.perf_counter()
+    data = write_xnn(g)
+    read_xnn(data)  # what is written must read back
+    try:
+        write_file(out, data)
+    except OSError as e:
+        raise XnnError(f"cannot write '{out}': {e.strerror or e}") from None
+    step(f"[3/3] wrote {out}: {len(data):,} bytes ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    if args.report:
+        _print_report(raw, g, len(content), len(data))
+    return 0
+
+
+def _print_report(before_g, after_g, before_size, after_size):
+    rows = [(name, op, f"{b:,}", f"{a:,}", f"{b / a:.2f}x" if a else "-")
+            for name, op, b, a in _layer_rows(before_g, after_g) if a or b]
+    head = ("layer", "op", "weights before", "weights after", "ratio")
+    widths = [max(len(r[k]) for r in rows + [head]) for k in range(5)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(head))
+    for r in rows:
+        print(line(r))
+
+    def total(g):
+        return sum(int(t.data.nbytes) for t in g.tensors if t.data is not None and not t.is_variable)
+
+    from .converter.xnn_format import compact_tensors
+
+    tb, ta = total(before_g), total(compact_tensors(after_g))  # what the .xnn stores
+    print(f"weight bytes: {tb:,} -> {ta:,} ({tb / max(ta, 1):.2f}x)")
+    print(f"file size:    {before_size:,} -> {after_size:,} bytes ({before_size / max(after_size, 1):.2f}x)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xnn", description="xnn: on-device OCR runtime (TFLite models on Numba kernels).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    pc = sub.add_parser("convert", help="convert a .tflite model to a compact, memory-mappable .xnn")
+    pc.add_argument("model", help="a .tflite (or .xnn) file")
+    pc.add_argument("--output", "-o", help="the .xnn file to write (default: the input's name with .xnn)")
+    pc.add_argument("--report", action="store_true",
+                    help="print per-layer weight bytes before/after, total sizes and the ratio")
+    pc.set_defaults(fn=cmd_convert)
     pi = sub.add_parser("info", help="print a model's op table (op, shapes, dtypes, params, MACs) and totals")
-    pi.add_argument("model", help="a .tflite file")
+    pi.add_argument("model", help="a .tflite or .xnn file")
     pi.set_defaults(fn=cmd_info)
     pr = sub.add_parser("run", help="run a model on .npy inputs (or random ones) and print/save the outputs")
-    pr.add_argument("model", help="a .tflite file")
+    pr.add_argument("model", help="a .tflite or .xnn file")
     pr.add_argument("--input", "-i", action="append", help=".npy file for each model input, in order (repeat)")
     pr.add_argument("--output", "-o", help="save outputs to this .npz file")
     pr.add_argument("--seed", type=int, default=0, help="seed for the random input when no --input is given")

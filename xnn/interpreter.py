@@ -20,20 +20,33 @@ ALIGN = 64
 
 
 def load_graph(model_path=None, model_content=None) -> Graph:
-    """Read a .tflite (or, once supported, .xnn) model into a Graph."""
+    """Read a .tflite or .xnn model (told apart by content, not by file name) into a Graph.
+
+    An .xnn file is memory-mapped: its constants are read-only views of the mapping. Both formats
+    then go through constant folding and the default passes (no-ops on an .xnn graph, which was
+    stored after them, apart from widening float16 constants kept compact in the file).
+    """
+    from .converter.xnn_format import is_xnn, map_file, read_xnn
+
     if (model_path is None) == (model_content is None):
         raise XnnError("give exactly one of model_path= or model_content=")
     if model_path is not None:
         try:
             with open(model_path, "rb") as f:
-                model_content = f.read()
+                head = f.read(8)
+                model_content = map_file(f) if is_xnn(head) else head + f.read()
         except OSError as e:
             raise XnnError(f"cannot read model file '{model_path}': {e.strerror or e}") from None
-    from .converter.tflite_reader import read_tflite
     from .converter.fold import fold_constants
     from .converter.passes import default_passes
 
-    g = fold_constants(read_tflite(model_content))
+    if is_xnn(model_content):
+        g = read_xnn(model_content)
+    else:
+        from .converter.tflite_reader import read_tflite
+
+        g = read_tflite(model_content)
+    g = fold_constants(g)
     for p in default_passes():
         g = p(g)
     return g

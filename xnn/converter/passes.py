@@ -10,13 +10,19 @@
   becomes one BIDI_SEQUENCE_LSTM node (xnn/kernels/lstm.py) that runs the backward LSTM over time
   in reverse directly on x and writes both directions into their halves of y.
 - `expand_bidirectional_lstm`: the inverse.
+- `eliminate_quantize_pairs`: QUANTIZE(DEQUANTIZE(x)) with identical parameters, and an int→int
+  QUANTIZE with identical parameters, are the identity on x; their readers read x instead.
+- `fuse_activations`: a RELU / RELU6 / RELU_N1_TO_1 node after an op with a fused activation slot
+  becomes that slot (exact: float clamps compose; int8 only where the activation does not rescale).
 
 XNN_NO_FUSE=1 in the environment leaves the fusions out of `default_passes()` (dead-node removal
 stays), e.g. to run a model exactly as its file spells it.
 """
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,7 +33,8 @@ def default_passes():
     """Passes applied at load, in order (no fusions when XNN_NO_FUSE is set to anything but 0)."""
     if os.environ.get("XNN_NO_FUSE", "") not in ("", "0"):
         return [remove_dead_nodes]
-    return [remove_dead_nodes, fuse_channel_shuffle, fuse_bidirectional_lstm]
+    return [remove_dead_nodes, fuse_channel_shuffle, fuse_bidirectional_lstm, eliminate_quantize_pairs,
+            fuse_activations]
 
 
 # ---- dead nodes --------------------------------------------------------------------------------
@@ -380,3 +387,195 @@ def expand_bidirectional_lstm(g: Graph) -> Graph:
                           options=frozen_options({"axis": 2, "fused_activation_function": 0}),
                           name=f"{label} CONCATENATION"))
     return g.replace(tensors=tuple(tensors), nodes=tuple(nodes))
+
+
+# ---- quantize / dequantize pairs ---------------------------------------------------------------
+#
+# DEQUANTIZE x -> f = fl32(s·(x - z)), then QUANTIZE f -> q = clamp(roundf(f / s) + z). With the same
+# (s, z) and dtype on both ends q = x for every finite s > 0 of practical size, but float rounding
+# makes this a claim about each (s, z), so it is checked, not assumed: the pass runs both ops'
+# references over every representable value of x (256 for 8-bit, 65536 for int16) and fires only
+# when the composition is the identity. The same check admits an int→int QUANTIZE whose input and
+# output parameters are identical (multiplier 1: mbqm(x - z, 2^30, 1) + z = x).
+# QUANTIZE -> DEQUANTIZE is never removed: it rounds f to the grid s·(k - z) and clamps, which
+# changes every float value not already on the grid.
+
+_QTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
+def _all_values(dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
+
+
+def _roundtrip_is_identity(x: TensorSpec, via: TensorSpec | None, y: TensorSpec) -> bool:
+    """Whether QUANTIZE (after DEQUANTIZE into `via`, if given) maps every value of x's dtype to itself."""
+    from ..errors import XnnError
+    from ..ir import OpContext
+    from ..ops import OPS
+
+    values = _all_values(x.dtype)
+    n = values.size
+    flat = lambda spec, dt=None: TensorSpec(name=spec.name, shape=(n,), dtype=np.dtype(dt or spec.dtype),
+                                            quant=spec.quant)
+    try:
+        v = values
+        src = flat(x)
+        if via is not None:
+            mid = flat(via, np.float32)
+            dq = Node(op="DEQUANTIZE", inputs=(0,), outputs=(1,), name="check DEQUANTIZE")
+            v = OPS["DEQUANTIZE"].reference(OpContext(node=dq, ins=(src,), outs=(mid,)), [v])[0]
+            src = mid
+        q = Node(op="QUANTIZE", inputs=(0,), outputs=(1,), name="check QUANTIZE")
+        out = OPS["QUANTIZE"].reference(OpContext(node=q, ins=(src,), outs=(flat(y),)), [v])[0]
+    except (XnnError, ValueError, FloatingPointError, OverflowError):
+        return False
+    return np.asarray(out).dtype == values.dtype and np.array_equal(out, values)
+
+
+def _plain_activation(spec: TensorSpec) -> bool:
+    return spec.data is None and not spec.is_variable
+
+
+def eliminate_quantize_pairs(g: Graph) -> Graph:
+    """Bypass every QUANTIZE whose output provably equals an earlier integer tensor x, bit for bit:
+    QUANTIZE(DEQUANTIZE(x)) and int→int QUANTIZE(x), with identical dtype, shape and per-tensor
+    quantization at both ends and an identity round trip checked over all values of the dtype.
+    Readers of the QUANTIZE output read x; the QUANTIZE (and a DEQUANTIZE left without readers)
+    is dropped. A QUANTIZE whose output is a graph output stays (the output keeps its tensor)."""
+    producers = g.producers()
+    rename = {}
+    for node in g.nodes:
+        if node.op != "QUANTIZE" or len(node.inputs) != 1 or len(node.outputs) != 1 or node.inputs[0] < 0:
+            continue
+        y_t, src_t = node.outputs[0], node.inputs[0]
+        if y_t in g.outputs or y_t in g.inputs:
+            continue
+        y, src = g.tensors[y_t], g.tensors[src_t]
+        if np.dtype(src.dtype) in _QTYPES:
+            x_t, via = src_t, None
+        else:
+            p = producers.get(src_t)
+            dq = g.nodes[p] if p is not None else None
+            if dq is None or dq.op != "DEQUANTIZE" or len(dq.inputs) != 1 or dq.inputs[0] < 0:
+                continue
+            x_t, via = dq.inputs[0], src
+        x = g.tensors[x_t]
+        if not (np.dtype(x.dtype) in _QTYPES and np.dtype(y.dtype) == np.dtype(x.dtype)
+                and tuple(x.shape) == tuple(y.shape) and _plain_activation(y) and not x.is_variable
+                and x.quant is not None and not x.quant.per_channel and _same_quant(x.quant, y.quant)
+                and (via is None or (_plain_activation(via) and tuple(via.shape) == tuple(x.shape)))):
+            continue
+        if not _roundtrip_is_identity(x, via, y):
+            continue
+        rename[y_t] = rename.get(x_t, x_t)
+    if not rename:
+        return g
+    nodes = []
+    for node in g.nodes:
+        if node.op == "QUANTIZE" and node.outputs[0] in rename:
+            continue
+        if any(t in rename for t in node.inputs):
+            node = replace(node, inputs=tuple(rename.get(t, t) for t in node.inputs))
+        nodes.append(node)
+    # drop DEQUANTIZE nodes (only those) that lost their last reader
+    read = {t for n in nodes for t in tuple(n.inputs) + tuple(n.intermediates)} | set(g.outputs)
+    nodes = [n for n in nodes if not (n.op == "DEQUANTIZE" and len(n.outputs) == 1
+                                      and n.outputs[0] not in read and not _has_side_effects(g, n))]
+    return g.replace(nodes=tuple(nodes))
+
+
+# ---- activation fusion -------------------------------------------------------------------------
+#
+# Ops whose kernels clamp their result to the interval of `fused_activation_function` as their last
+# step, in float (clamp(v, lo, hi)) or in the output's quantized domain (clamp(q, qlo, qhi) with
+# qlo = max(qmin, zp + round(lo / s)), qhi likewise: TFLite's CalculateActivationRangeQuantized).
+FUSABLE_PRODUCERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL",
+                               "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+# activation op -> (code in ACTIVATIONS, real interval)
+_ACT_OPS = {"RELU": (1, (0.0, math.inf)), "RELU_N1_TO_1": (2, (-1.0, 1.0)), "RELU6": (3, (0.0, 6.0))}
+_ACT_INTERVALS = {0: (-math.inf, math.inf), 1: (0.0, math.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+
+
+def _composed_activation(first: int, then: int):
+    """The fused-activation code equal to clamping to `first`'s interval, then to `then`'s: their
+    intersection when one interval contains the other, else None (e.g. RELU ∘ RELU_N1_TO_1 = [0, 1]).
+
+    clamp(clamp(v, a1, b1), a2, b2) = clamp(v, max(a1, a2), min(b1, b2)) whenever the intervals
+    overlap; in the quantized domain the bounds are monotone in the real bounds, so the same
+    nesting holds for the integer clamps of one output quantization."""
+    if first not in _ACT_INTERVALS:
+        return None
+    (a1, b1), (a2, b2) = _ACT_INTERVALS[first], _ACT_INTERVALS[then]
+    if a1 <= a2 and b2 <= b1:
+        return then
+    if a2 <= a1 and b1 <= b2:
+        return first
+    return None
+
+
+def fuse_activations(g: Graph) -> Graph:
+    """Fold a standalone RELU / RELU6 / RELU_N1_TO_1 into the fused activation of the node producing
+    its input, when that cannot change any result:
+    - the producer is one of FUSABLE_PRODUCERS with a single output, read by the activation alone
+      and not a graph output;
+    - float32: the activation reads and writes float32 (clamps compose exactly, see
+      `_composed_activation`);
+    - int8/uint8: the activation's input and output have identical per-tensor quantization, so it
+      rescales by exactly 1 and is the clamp to the same integer bounds the fused slot computes;
+    - the producer's current activation composes with this one into a single code.
+    The producer then writes the activation's output tensor; the activation node disappears.
+    Chains (CONV_2D -> RELU -> RELU6) fuse in one call, so the pass is idempotent."""
+    while True:
+        fused = _fuse_activations_once(g)
+        if fused is g:
+            return g
+        g = fused
+
+
+def _fuse_activations_once(g: Graph) -> Graph:
+    consumers, producers = g.consumers(), g.producers()
+    in_intermediates = {t for n in g.nodes for t in n.intermediates}
+    new_at, drop = {}, set()
+    for i, act in enumerate(g.nodes):
+        if act.op not in _ACT_OPS or len(act.inputs) != 1 or len(act.outputs) != 1 or act.inputs[0] < 0:
+            continue
+        mid_t, y_t = act.inputs[0], act.outputs[0]
+        p = producers.get(mid_t)
+        if p is None or p in drop or p in new_at or p >= i:
+            continue
+        prod = g.nodes[p]
+        if prod.op not in FUSABLE_PRODUCERS or len(prod.outputs) != 1:
+            continue
+        if consumers.get(mid_t, []) != [i] or mid_t in g.outputs or mid_t in g.inputs \
+                or mid_t in in_intermediates:
+            continue
+        mid, y = g.tensors[mid_t], g.tensors[y_t]
+        if not (_plain_activation(mid) and _plain_activation(y)) or y_t in g.inputs:
+            continue
+        dt = np.dtype(mid.dtype)
+        if dt != np.dtype(y.dtype) or tuple(mid.shape) != tuple(y.shape):
+            continue
+        if dt == np.float32:
+            if mid.quant is not None or y.quant is not None:
+                continue
+        elif dt in (np.dtype(np.int8), np.dtype(np.uint8)):
+            if mid.quant is None or mid.quant.per_channel or not _same_quant(mid.quant, y.quant):
+                continue
+        else:
+            continue
+        try:
+            current = int(prod.options.get("fused_activation_function", 0))
+        except (TypeError, ValueError):
+            continue
+        code = _composed_activation(current, _ACT_OPS[act.op][0])
+        if code is None:
+            continue
+        options = dict(prod.options)
+        options["fused_activation_function"] = code
+        new_at[p] = replace(prod, outputs=(y_t,), options=frozen_options(options))
+        drop.add(i)
+    if not new_at:
+        return g
+    nodes = tuple(new_at.get(k, n) for k, n in enumerate(g.nodes) if k not in drop)
+    return g.replace(nodes=nodes)
