@@ -1,0 +1,237 @@
+"""Train a model of the zoo on synthetic lines rendered here.
+
+    python -m models.train recognizer --domain card --field number --out runs/card_rec \\
+        --lines 20000 --epochs 30
+
+Data: lines are rendered by models.data into a cache of .npz shards (runs/cache/<name>_w<width>/
+train_<k>.npz, shard k drawn from seed TRAIN_SEED_BASE + k; val.npz from VAL_SEED, never used in
+training), preprocessed as models.rec_spec describes. The first --lines are rendered before training
+(--workers processes); --bg-lines more are rendered by a background process while training runs,
+and every epoch trains on all shards present when it starts (fresh lines each epoch).
+Progress: one line per epoch (loss, learning rate, greedy sequence/character accuracy on the
+validation lines, time) and the loss every --log-every steps.
+Resumable: a checkpoint (weights, optimizer, epoch) is written after every epoch to OUT/ckpt; running
+the same command again continues after the last finished epoch (--restart starts over). At the end
+OUT/final.weights.h5 holds the Keras weights (load with models.recognizer.build(spec)).
+Threads: TensorFlow uses --threads intra-op threads and one inter-op thread.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import rec_spec as rs
+
+
+# ---- data cache ---------------------------------------------------------------------------------
+
+def cache_dir(spec: rs.RecSpec, root: str) -> str:
+    return os.path.join(root, f"{spec.name}_w{spec.width}")
+
+
+def _save(path, x, texts):
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, x=x, texts=np.array(texts, dtype=object).astype(str))
+    os.replace(tmp, path)
+
+
+def _render_shard(args):
+    spec_json, path, n, seed = args
+    if os.path.exists(path):
+        return path
+    spec = rs.RecSpec.from_json(spec_json)
+    x, texts = rs.render_set(spec, n, seed)
+    _save(path, x, texts)
+    return path
+
+
+def _shard_path(d, k):
+    return os.path.join(d, f"train_{k:05d}.npz")
+
+
+def _render_loop(spec_json, d, ks, n):
+    """Background renderer (a spawned process): shards ks, lowest priority."""
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+    for k in ks:
+        _render_shard((spec_json, _shard_path(d, k), n, rs.TRAIN_SEED_BASE + k))
+
+
+def ensure_data(spec, root, lines, shard, val, workers, log=print):
+    """Render missing training shards (enough for `lines`) and the validation set."""
+    d = cache_dir(spec, root)
+    os.makedirs(d, exist_ok=True)
+    sj = spec.to_json()
+    jobs = [(sj, _shard_path(d, k), shard, rs.TRAIN_SEED_BASE + k) for k in range(math.ceil(lines / shard))]
+    jobs.append((sj, os.path.join(d, f"val_{val}.npz"), val, rs.VAL_SEED))
+    todo = [j for j in jobs if not os.path.exists(j[1])]
+    if todo:
+        t0 = time.time()
+        log(f"rendering {sum(j[2] for j in todo)} lines into {d} ({workers} worker(s)) ...")
+        if workers > 1:
+            with mp.get_context("spawn").Pool(workers, initializer=os.nice, initargs=(19,)) as pool:
+                for _ in pool.imap_unordered(_render_shard, todo):
+                    pass
+        else:
+            for j in todo:
+                _render_shard(j)
+        log(f"rendered in {time.time() - t0:.0f}s")
+    return d
+
+
+def load_shards(d):
+    xs, ts = [], []
+    for p in sorted(glob.glob(os.path.join(d, "train_*.npz"))):
+        if p.endswith(".tmp.npz"):
+            continue
+        z = np.load(p)
+        xs.append(z["x"])
+        ts += list(z["texts"])
+    return np.concatenate(xs), ts
+
+
+# ---- recognizer training -------------------------------------------------------------------------
+
+def train_recognizer(a, log=print):
+    ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
+    spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
+                        stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans))
+    os.makedirs(a.out, exist_ok=True)
+    spec_path = os.path.join(a.out, "spec.json")
+    if os.path.exists(spec_path) and not a.restart:
+        old = rs.RecSpec.from_json(open(spec_path, encoding="utf-8").read())
+        if old != spec:
+            raise SystemExit(f"{a.out} holds a run of another spec ({old}); use --restart or --out")
+    with open(spec_path, "w", encoding="utf-8") as f:
+        f.write(spec.to_json())
+    d = ensure_data(spec, a.cache, a.lines, a.shard, a.val, a.workers, log)
+    bg = None
+    if a.bg_lines > 0:
+        k0 = math.ceil(a.lines / a.shard)
+        ks = list(range(k0, k0 + math.ceil(a.bg_lines / a.shard)))
+        bg = mp.get_context("spawn").Process(target=_render_loop, args=(spec.to_json(), d, ks, a.shard),
+                                             daemon=True)
+        bg.start()
+        log(f"background renderer: {len(ks)} more shards of {a.shard} lines")
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import tf_keras as keras
+
+    from . import recognizer as rec
+
+    tf.keras.utils.set_random_seed(a.seed)
+    model = rec.build(spec)
+    lm = rec.logits_model(model)
+    log(f"{spec.name}: input 32x{spec.width}, {spec.frames} frames, {spec.n_classes} classes, "
+        f"{model.count_params():,} parameters")
+    opt = keras.optimizers.Adam(a.lr)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+    mgr = tf.train.CheckpointManager(ckpt, os.path.join(a.out, "ckpt"), max_to_keep=2)
+    if mgr.latest_checkpoint and not a.restart:
+        ckpt.restore(mgr.latest_checkpoint).expect_partial()
+        log(f"resumed from {mgr.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+
+    B, T = a.batch, spec.frames
+    sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
+           tf.TensorSpec((B,), tf.int32)]
+
+    @tf.function(input_signature=sig)
+    def step(x, lab, lens):
+        with tf.GradientTape() as tape:
+            logits = lm(x, training=True)
+            loss = tf.reduce_mean(tf.nn.ctc_loss(lab, logits, lens, tf.fill([B], T), logits_time_major=False,
+                                                 blank_index=-1))
+        grads = tape.gradient(loss, lm.trainable_variables)
+        grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        opt.apply_gradients(zip(grads, lm.trainable_variables))
+        return loss
+
+    zv = np.load(os.path.join(d, f"val_{a.val}.npz"))
+    xv, tv = rs.to_input(zv["x"]), list(zv["texts"])
+    hist = open(os.path.join(a.out, "history.jsonl"), "a")
+    start = int(epoch_var.numpy())
+    for epoch in range(start, a.epochs):
+        t0 = time.time()
+        x_all, t_all = load_shards(d)
+        keep = [i for i, t in enumerate(t_all) if 0 < len(t) <= spec.max_label]
+        rng = np.random.default_rng([a.seed, epoch])
+        order = rng.permutation(keep)
+        n_steps = len(order) // B if a.steps <= 0 else min(a.steps, len(order) // B)
+        # cosine decay from lr to lr/50, set per epoch (so a resumed run continues the schedule)
+        lr = a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
+        opt.learning_rate.assign(lr)
+        losses = []
+        for s in range(n_steps):
+            idx = order[s * B:(s + 1) * B]
+            lab, lens = rs.label_batch([t_all[i] for i in idx], spec)
+            loss = float(step(tf.constant(rs.to_input(x_all[idx])), tf.constant(lab), tf.constant(lens)))
+            losses.append(loss)
+            if a.log_every and (s + 1) % a.log_every == 0:
+                log(f"  epoch {epoch + 1} step {s + 1}/{n_steps} loss {np.mean(losses[-a.log_every:]):.4f}")
+        t_train = time.time() - t0
+        probs = model.predict(xv, batch_size=64, verbose=0)
+        acc = rs.accuracy([rs.greedy_text(p, spec.charset) for p in probs], tv)
+        epoch_var.assign(epoch + 1)
+        mgr.save(checkpoint_number=epoch + 1)
+        rec_ = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None, "lr": lr,
+                "lines": len(keep), "steps": n_steps, "val_seq_acc": acc["seq_acc"],
+                "val_char_acc": acc["char_acc"], "train_s": round(t_train, 1),
+                "ms_per_line": round(1000 * t_train / max(1, n_steps * B), 1)}
+        hist.write(json.dumps(rec_) + "\n")
+        hist.flush()
+        log(f"epoch {epoch + 1}/{a.epochs}  loss {rec_['loss']:.4f}  lr {lr:.2e}  val seq {acc['seq_acc']:.4f} "
+            f"char {acc['char_acc']:.4f}  ({len(keep)} lines, {t_train:.0f}s, {rec_['ms_per_line']} ms/line)")
+    model.save_weights(os.path.join(a.out, "final.weights.h5"))
+    log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
+    if bg is not None and bg.is_alive():
+        bg.terminate()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("recognizer", help="CRNN line recognizer (models.recognizer)")
+    r.add_argument("--domain", required=True)
+    r.add_argument("--field", required=True)
+    r.add_argument("--out", required=True, help="run folder (spec, checkpoints, history, final weights)")
+    r.add_argument("--cache", default="runs/cache", help="rendered-line cache root")
+    r.add_argument("--lines", type=int, default=20000, help="training lines rendered before training")
+    r.add_argument("--bg-lines", type=int, default=0, help="more lines rendered in the background")
+    r.add_argument("--shard", type=int, default=1000, help="lines per cache shard")
+    r.add_argument("--val", type=int, default=500, help="validation lines (seed VAL_SEED)")
+    r.add_argument("--workers", type=int, default=1, help="rendering processes")
+    r.add_argument("--epochs", type=int, default=30)
+    r.add_argument("--steps", type=int, default=0, help="max steps per epoch (0: all lines)")
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--lr", type=float, default=2e-3)
+    r.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--log-every", type=int, default=100)
+    r.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    for k in ("width", "units", "proj", "growth", "stem", "max_label"):
+        r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
+    r.add_argument("--blocks", help="dense layers per block, e.g. 3,4,4 (overrides the preset)")
+    r.add_argument("--trans", help="transition widths, e.g. 48,80,128 (overrides the preset)")
+    a = ap.parse_args(argv)
+    if a.what == "recognizer":
+        train_recognizer(a, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
