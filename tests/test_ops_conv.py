@@ -6,8 +6,18 @@ sqrt(k)·rms(x) of a k-term sum. Besides the property tests, a few large fixed c
 outputs (>= 64k) to tell double from single rounding apart: the conv kernels round twice,
 FULLY_CONNECTED rounds once (see xnn/kernels/gemm.py), and to pin LiteRT's on-the-fly input
 quantization of the hybrid kernels bit for bit.
+
+Each op has two implementations, picked at prepare by gemm.tiles_wanted: the SIMD tile kernels
+(one call per node, requantization fused) and the BLAS path (im2col + exact float32 GEMM + a
+requantization pass). The property and large tests run both (`path`: forced through
+gemm.FORCE_TILES); the tile kernels' AVX2 and generic-LLVM forms run in subprocesses.
 """
 from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +25,20 @@ from hypothesis import given, strategies as st
 
 from oracle import check_op, one_op_model, qp, run_litert, spec
 from xnn import Interpreter, XnnError
+from xnn.kernels import gemm
+
+PATHS = ["tiles", "blas"]
+
+
+@contextlib.contextmanager
+def _path(path):
+    """Force the tile kernels or the BLAS path for every op prepared inside."""
+    old = gemm.FORCE_TILES
+    gemm.FORCE_TILES = {"tiles": True, "blas": False, "auto": None}[path]
+    try:
+        yield
+    finally:
+        gemm.FORCE_TILES = old
 
 ACTS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 
@@ -122,11 +146,13 @@ def conv_cases(draw, dtype):
     return ins, [spec("y", None, np.int8, qp(sy, zy))], [x], opts
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.int8, np.float32, "hybrid"], ids=["int8", "float32", "hybrid"])
 @given(data=st.data())
-def test_conv2d(dtype, data):
-    ins, outs, feeds, opts = data.draw(conv_cases(dtype))
-    check_op("CONV_2D", ins, outs, feeds, options=opts, **_tol(ins, feeds, "CONV_2D"))
+def test_conv2d(dtype, path, data):
+    with _path(path):
+        ins, outs, feeds, opts = data.draw(conv_cases(dtype))
+        check_op("CONV_2D", ins, outs, feeds, options=opts, **_tol(ins, feeds, "CONV_2D"))
 
 
 # ---- DEPTHWISE_CONV_2D --------------------------------------------------------------------------
@@ -168,11 +194,13 @@ def depthwise_cases(draw, dtype):
     return ins, [spec("y", None, np.int8, qp(sy, zy))], [x], opts
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.int8, np.float32, "hybrid"], ids=["int8", "float32", "hybrid"])
 @given(data=st.data())
-def test_depthwise_conv2d(dtype, data):
-    ins, outs, feeds, opts = data.draw(depthwise_cases(dtype))
-    check_op("DEPTHWISE_CONV_2D", ins, outs, feeds, options=opts, **_tol(ins, feeds, "DEPTHWISE_CONV_2D"))
+def test_depthwise_conv2d(dtype, path, data):
+    with _path(path):
+        ins, outs, feeds, opts = data.draw(depthwise_cases(dtype))
+        check_op("DEPTHWISE_CONV_2D", ins, outs, feeds, options=opts, **_tol(ins, feeds, "DEPTHWISE_CONV_2D"))
 
 
 # ---- TRANSPOSE_CONV -----------------------------------------------------------------------------
@@ -268,11 +296,14 @@ def fc_cases(draw, kind):
     return ins, [spec("y", None, np.int8, qp(sy, zy))], [x], opts
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind", ["int8", "float32", "hybrid"])
 @given(data=st.data())
-def test_fully_connected(kind, data):
+def test_fully_connected(kind, path, data):
     ins, outs, feeds, opts = data.draw(fc_cases(kind))
-    check_op("FULLY_CONNECTED", ins, outs, feeds, options=opts, **_tol(ins, feeds, "FULLY_CONNECTED"))
+    with _path(path):
+        check_op("FULLY_CONNECTED", ins, outs, feeds, options=opts,
+                 **_tol(ins, feeds, "FULLY_CONNECTED"))
 
 
 # ---- large fixed cases: bit-exact over many outputs, chunked reductions -------------------------
@@ -293,22 +324,28 @@ def _big_int8(op, xshape, wshape, axis, oc, opts, extra_first=(), seed=0, bias=T
     check_op(op, ins, [spec("y", None, np.int8, qp(sy, -5))], [x], options=opts)
 
 
-def test_conv2d_int8_large_and_chunked():
-    # 65536 outputs; K = 3·3·128 = 1152 > 1024 forces two exact float32 chunks
-    _big_int8("CONV_2D", (1, 16, 32, 128), (128, 3, 3, 128), 0, 128,
-              dict(padding=0, stride_h=1, stride_w=1, fused_activation_function=0))
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_int8_large_and_chunked(path):
+    # 65536 outputs; K = 3·3·128 = 1152 > 1024 forces two exact float32 chunks (BLAS path)
+    with _path(path):
+        _big_int8("CONV_2D", (1, 16, 32, 128), (128, 3, 3, 128), 0, 128,
+                  dict(padding=0, stride_h=1, stride_w=1, fused_activation_function=0))
 
 
-def test_conv2d_int8_grouped_chunked_blocked():
-    # 2 groups of K = 3·3·120 = 1080 > 1024 (chunked), batch 2 over several row blocks
-    _big_int8("CONV_2D", (2, 12, 20, 240), (64, 3, 3, 120), 0, 64,
-              dict(padding=0, stride_h=1, stride_w=2, fused_activation_function=1), seed=1)
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_int8_grouped_chunked_blocked(path):
+    # 2 groups of K = 3·3·120 = 1080 > 1024 (chunked), batch 2 over several row blocks; tiles:
+    # 32 channels per group, so every 16-channel block reads its own group's channels only
+    with _path(path):
+        _big_int8("CONV_2D", (2, 12, 20, 240), (64, 3, 3, 120), 0, 64,
+                  dict(padding=0, stride_h=1, stride_w=2, fused_activation_function=1), seed=1)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("op, wshape, axis", [("CONV_2D", (24, 3, 3, 130), 0),
                                               ("CONV_2D", (32, 3, 3, 16), 0),
                                               ("DEPTHWISE_CONV_2D", (1, 3, 3, 32), 3)])
-def test_hybrid_conv_large(op, wshape, axis):
+def test_hybrid_conv_large(op, wshape, axis, path):
     """Batch 2 over several row blocks (per-image quantization offsets), K > 1024 for the first."""
     rng = np.random.default_rng(5)
     c = wshape[3] if op == "CONV_2D" else wshape[3]
@@ -321,18 +358,26 @@ def test_hybrid_conv_large(op, wshape, axis):
     opts = dict(padding=0, stride_h=1, stride_w=1, fused_activation_function=0)
     if op == "DEPTHWISE_CONV_2D":
         opts["depth_multiplier"] = 1
-    check_op(op, ins, [spec("y", None, np.float32)], [x], options=opts, **_tol(ins, [x], op))
+    with _path(path):
+        check_op(op, ins, [spec("y", None, np.float32)], [x], options=opts, **_tol(ins, [x], op))
 
 
-def test_depthwise_int8_large():
-    _big_int8("DEPTHWISE_CONV_2D", (1, 32, 64, 64), (1, 3, 3, 64), 3, 64,
-              dict(padding=0, stride_h=1, stride_w=1, depth_multiplier=1, fused_activation_function=0))
+@pytest.mark.parametrize("path", PATHS)
+def test_depthwise_int8_large(path):
+    with _path(path):
+        _big_int8("DEPTHWISE_CONV_2D", (1, 32, 64, 64), (1, 3, 3, 64), 3, 64,
+                  dict(padding=0, stride_h=1, stride_w=1, depth_multiplier=1,
+                       fused_activation_function=0))
 
 
-def test_depthwise_int8_huge_kernel_uses_exact_accumulation():
-    # 31·31 taps · 255 · 127 > 2^24: float32 sums would round, the kernel switches to float64
-    _big_int8("DEPTHWISE_CONV_2D", (1, 40, 40, 4), (1, 31, 31, 4), 3, 4,
-              dict(padding=0, stride_h=1, stride_w=1, depth_multiplier=1, fused_activation_function=0))
+@pytest.mark.parametrize("path", PATHS)
+def test_depthwise_int8_huge_kernel_uses_exact_accumulation(path):
+    # 31·31 taps · 255 · 127 > 2^24: float32 sums would round, the BLAS-path kernel switches to
+    # float64 (the tile kernels accumulate in int32 like TFLite)
+    with _path(path):
+        _big_int8("DEPTHWISE_CONV_2D", (1, 40, 40, 4), (1, 31, 31, 4), 3, 4,
+                  dict(padding=0, stride_h=1, stride_w=1, depth_multiplier=1,
+                       fused_activation_function=0))
 
 
 def test_transpose_conv_int8_large():
@@ -341,13 +386,17 @@ def test_transpose_conv_int8_large():
               dict(padding=0, stride_h=2, stride_w=2, fused_activation_function=0), extra_first=[osh])
 
 
-def test_fully_connected_int8_single_rounding_and_chunked():
+@pytest.mark.parametrize("path", PATHS)
+def test_fully_connected_int8_single_rounding_and_chunked(path):
     # 65536 outputs (single vs double rounding differ on a few); K = 2000 > 1024 chunks
-    _big_int8("FULLY_CONNECTED", (256, 2000), (256, 2000), 0, 256, dict(fused_activation_function=0))
+    with _path(path):
+        _big_int8("FULLY_CONNECTED", (256, 2000), (256, 2000), 0, 256,
+                  dict(fused_activation_function=0))
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("asym", [False, True], ids=["symmetric", "asymmetric"])
-def test_hybrid_input_quantization_bit_exact(asym):
+def test_hybrid_input_quantization_bit_exact(asym, path):
     """Identity weights expose every quantized input: y = float(xq - off)·sf must match LiteRT exactly
     (20k rows: catches the float32 scale and round-then-offset details of LiteRT's quantizer)."""
     rng = np.random.default_rng(13)
@@ -359,8 +408,9 @@ def test_hybrid_input_quantization_bit_exact(asym):
     x[4000] = 0.0
     ins = [spec("x", x.shape, np.float32), spec("w", None, np.int8, qp(1.0), np.eye(k, dtype=np.int8)),
            None]
-    check_op("FULLY_CONNECTED", ins, [spec("y", None, np.float32)], [x],
-             options=dict(asymmetric_quantize_inputs=asym), rtol=0, atol=0)
+    with _path(path):
+        check_op("FULLY_CONNECTED", ins, [spec("y", None, np.float32)], [x],
+                 options=dict(asymmetric_quantize_inputs=asym), rtol=0, atol=0)
 
 
 def test_conv2d_no_bias_matches_zero_bias():
@@ -376,6 +426,193 @@ def test_conv2d_no_bias_matches_zero_bias():
     expect = run_litert(one_op_model("CONV_2D", [xs, ws, bs], [ys], opts), [x])[0]
     it = Interpreter(model_content=one_op_model("CONV_2D", [xs, ws, None], [ys], opts))
     np.testing.assert_array_equal(it(x)[0], expect)
+
+
+# ---- tile kernels: path choice, tile/block edges, SIMD forms ------------------------------------
+
+def _small_conv_model(kind="int8"):
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        ins = [spec("x", (1, 6, 6, 4), np.int8, qp(0.05, 3)),
+               spec("w", None, np.int8, qp(0.01), _int8(rng, (8, 3, 3, 4), lo=-127)),
+               spec("b", None, np.int32, qp(0.0005), np.zeros(8, np.int32))]
+        outs = [spec("y", (1, 6, 6, 8), np.int8, qp(0.1, 0))]
+    else:
+        ins = [spec("x", (1, 6, 6, 4), np.float32),
+               spec("w", None, np.float32, None, rng.normal(0, 1, (8, 3, 3, 4)).astype(np.float32)),
+               spec("b", None, np.float32, None, np.zeros(8, np.float32))]
+        outs = [spec("y", (1, 6, 6, 8), np.float32)]
+    return one_op_model("CONV_2D", ins, outs, dict(padding=0, stride_h=1, stride_w=1))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_path_is_forced(path):
+    with _path(path):
+        it = Interpreter(model_content=_small_conv_model())
+        it.allocate_tensors()
+    tiles = "runner" in it._plan[0][0].__qualname__
+    assert tiles == (path == "tiles")
+
+
+def test_tiles_threshold(monkeypatch):
+    """The calibrated choice (see gemm.tiles_wanted): tiles everywhere with AVX-512, BLAS for
+    big float32 GEMMs with AVX2, BLAS always without x86 intrinsics."""
+    monkeypatch.setattr(gemm, "FORCE_TILES", None)
+    big, small = (4096, 1152, 128), (256, 32, 32)
+    monkeypatch.setattr(gemm, "SIMD", "avx512")
+    assert all(gemm.tiles_wanted(*shape, kind) for shape in (big, small)
+               for kind in ("int8", "float32", "hybrid", "dw"))
+    monkeypatch.setattr(gemm, "SIMD", "avx2")
+    assert not gemm.tiles_wanted(*big, "float32")
+    assert gemm.tiles_wanted(*small, "float32") and gemm.tiles_wanted(*big, "int8")
+    assert gemm.tiles_wanted(4096, 27, 16, "float32")  # few input channels: tiles still win
+    monkeypatch.setattr(gemm, "SIMD", "generic")
+    assert not gemm.tiles_wanted(*small, "int8")
+
+
+def _int8_case(op, xshape, wshape, axis, oc, opts, seed=0, wlo=-128, bias=20000):
+    rng = np.random.default_rng(seed)
+    k = int(np.prod(wshape)) // oc
+    sws = rng.uniform(0.002, 0.02, oc).astype(np.float32)
+    sx = 0.05
+    sy = _f32(5400.0 * np.sqrt(k) * sx * float(sws.mean()) / 40.0 * rng.choice([0.05, 1.0]))
+    ins = [spec("x", xshape, np.int8, qp(sx, int(rng.integers(-128, 128)))),
+           spec("w", None, np.int8, qp(sws, 0, axis), _int8(rng, wshape, lo=wlo)),
+           spec("b", None, np.int32, qp(np.float32(sx) * sws, 0, 0),
+                rng.integers(-bias, bias, oc).astype(np.int32))]
+    return ins, [spec("y", None, np.int8, qp(sy, int(rng.integers(-128, 128))))], \
+        [_int8(rng, xshape)], opts
+
+
+# (xshape, filter, groups-driven Cg, options): output rows around the tile height (8: M = 7, 8, 9,
+# 17), output channels around the 16-lane block (15, 16, 17, 33), odd pair runs (Cg·KW odd),
+# groups whose 16-channel blocks span several groups (Ng = 5) or one group each (Ng = 16)
+_EDGE_CONVS = [
+    ((1, 1, 7, 3), (15, 1, 3, 3), dict(padding=0)),
+    ((1, 2, 4, 5), (16, 2, 2, 5), dict(padding=1)),
+    ((1, 3, 3, 7), (17, 1, 1, 7), dict(padding=0)),
+    ((2, 3, 3, 4), (33, 3, 3, 4), dict(padding=0, stride_h=2, stride_w=1)),
+    ((1, 5, 9, 12), (20, 3, 2, 3), dict(padding=0, dilation_h_factor=2, dilation_w_factor=3)),
+    ((1, 4, 5, 32), (32, 3, 3, 16), dict(padding=0, stride_w=2)),
+    ((1, 9, 9, 1), (16, 3, 3, 1), dict(padding=0, stride_h=2, stride_w=2)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_EDGE_CONVS)))
+def test_conv2d_int8_tile_edges(case):
+    xshape, wshape, opts = _EDGE_CONVS[case]
+    opts = dict(dict(stride_h=1, stride_w=1, fused_activation_function=0), **opts)
+    with _path("tiles"):
+        check_op("CONV_2D", *_int8_case("CONV_2D", xshape, wshape, 0, wshape[0], opts, seed=case))
+
+
+def _float_case(op, kind, xshape, wshape, axis, oc, opts, seed=0):
+    """float32 or hybrid (int8 filter, one scale per output channel) case with a bias."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(0, 1, xshape) + 0.3).astype(np.float32)
+    b = spec("b", None, np.float32, None, rng.normal(0, 1, oc).astype(np.float32))
+    if kind == "float32":
+        w = spec("w", None, np.float32, None, rng.normal(0, 1, wshape).astype(np.float32))
+    else:
+        w = spec("w", None, np.int8, qp(rng.uniform(0.001, 0.05, oc).astype(np.float32), 0, axis),
+                 _int8(rng, wshape, lo=-127))
+    ins = [spec("x", xshape, np.float32), w, b]
+    return ins, [spec("y", None, np.float32)], [x], opts
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("sy", [1e-3, 0.3, 1e3, 3e6])
+def test_conv2d_int8_extreme_accumulators(sy, path):
+    """Biases near ±2^30 and output scales from tiny (huge multipliers, left shifts) to huge
+    (right shifts up to 31): the requantization's int32 steps must not overflow where TFLite's
+    do not."""
+    ins, outs, feeds, opts = _int8_case("CONV_2D", (1, 5, 6, 8), (24, 3, 3, 8), 0, 24,
+                                        dict(padding=0, stride_h=1, stride_w=1), seed=3,
+                                        bias=1 << 30)
+    outs = [spec("y", None, np.int8, qp(np.float32(sy), 5))]
+    with _path(path):
+        check_op("CONV_2D", ins, outs, feeds, options=opts)
+
+
+def _extreme_requant_case(wrap):
+    """acc = bias (x = zp_x): per-channel multipliers from 2^-31 to 2^7 (right shifts 31..0 and left
+    shifts); biases up to ±(2^31 - 1) where left = 0, and, with `wrap`, also where acc·2^left
+    leaves int32."""
+    rng = np.random.default_rng(11)
+    oc = 32
+    sws = (2.0 ** rng.uniform(-30, 7, oc)).astype(np.float32)
+    bias = np.concatenate([[2**31 - 1, -2**31, 2**31 - 2**20, -2**31 + 1],
+                           rng.integers(-2**31, 2**31, oc - 4)])
+    big = sws >= 0.5  # multiplier >= 1/2: a left shift, acc·2^left may leave int32
+    if not wrap:
+        bias = np.where(big, bias // 2**9, bias)
+    ins = [spec("x", (1, 1, 8, 1), np.int8, qp(1.0, 7)),
+           spec("w", None, np.int8, qp(sws, 0, 0), _int8(rng, (oc, 1, 1, 1), lo=-127)),
+           spec("b", None, np.int32, qp(sws, 0, 0), bias.astype(np.int32))]
+    return ins, [spec("y", None, np.int8, qp(1.0, -3))], [np.full((1, 1, 8, 1), 7, np.int8)], \
+        dict(padding=0, stride_h=1, stride_w=1)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_int8_requantization_extremes(path):
+    ins, outs, feeds, opts = _extreme_requant_case(wrap=False)
+    with _path(path):
+        check_op("CONV_2D", ins, outs, feeds, options=opts)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_int8_left_shift_wraps_like_litert(path):
+    """Where acc·2^left leaves int32, LiteRT's int32 multiply wraps (quant.mbqm_ref saturates, so
+    this compares with LiteRT only)."""
+    ins, outs, feeds, opts = _extreme_requant_case(wrap=True)
+    model = one_op_model("CONV_2D", ins, outs, opts)
+    with _path(path):
+        got = Interpreter(model_content=model)(feeds[0])[0]
+    np.testing.assert_array_equal(got, run_litert(model, feeds)[0])
+
+
+_SIMD_SCRIPT = r"""
+import sys
+sys.path.insert(0, {tests!r})
+import test_ops_conv as t
+from xnn.kernels import gemm
+assert gemm.SIMD == {simd!r} and gemm.FORCE_TILES, (gemm.SIMD, gemm.FORCE_TILES)
+for i, (xshape, wshape, opts) in enumerate(t._EDGE_CONVS[:4]):
+    opts = dict(dict(stride_h=1, stride_w=1, fused_activation_function=1), **opts)
+    t.check_op("CONV_2D", *t._int8_case("CONV_2D", xshape, wshape, 0, wshape[0], opts, seed=i))
+    for kind in ("float32", "hybrid"):
+        c = t._float_case("CONV_2D", kind, xshape, wshape, 0, wshape[0], opts, seed=i)
+        t.check_op("CONV_2D", *c[:3], options=c[3], **t._tol(c[0], c[2], "CONV_2D"))
+dw = dict(padding=0, stride_h=2, stride_w=1, depth_multiplier=2, fused_activation_function=0)
+t.check_op("DEPTHWISE_CONV_2D", *t._int8_case("DEPTHWISE_CONV_2D", (2, 5, 7, 9), (1, 3, 3, 18), 3, 18, dw))
+for kind in ("float32", "hybrid"):
+    c = t._float_case("DEPTHWISE_CONV_2D", kind, (2, 5, 7, 9), (1, 3, 3, 18), 3, 18, dw)
+    t.check_op("DEPTHWISE_CONV_2D", *c[:3], options=c[3], **t._tol(c[0], c[2], "DEPTHWISE_CONV_2D"))
+for b in (1, 5):
+    t.check_op("FULLY_CONNECTED", *t._int8_case("FULLY_CONNECTED", (b, 37), (20, 37), 0, 20, {{}}))
+    for kind in ("float32", "hybrid"):
+        c = t._float_case("FULLY_CONNECTED", kind, (b, 37), (20, 37), 0, 20, {{}})
+        t.check_op("FULLY_CONNECTED", *c[:3], options=c[3], **t._tol(c[0], c[2], "FULLY_CONNECTED"))
+print("ok")
+"""
+
+
+def _host_has_avx2():
+    import llvmlite.binding as llb
+    return bool(llb.get_host_cpu_features().get("avx2"))
+
+
+@pytest.mark.parametrize("simd", ["avx2", "generic"])
+def test_tile_kernels_other_simd_forms(simd, tmp_path):
+    """The tile kernels' AVX2 (pmaddwd on ymm halves) and generic-LLVM forms, forced, compiled in a
+    fresh process (own cache directory) and checked bit-exactly against LiteRT."""
+    if simd == "avx2" and not _host_has_avx2():
+        pytest.skip("host without AVX2")
+    env = dict(os.environ, XNN_SIMD=simd, XNN_TILES="1", NUMBA_CACHE_DIR=str(tmp_path))
+    tests = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", _SIMD_SCRIPT.format(tests=tests, simd=simd)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
 # ---- rejected configurations --------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from .elementwise import (OP_PRELU, binary_f32, binary_q, broadcast_plan, broadcast_shape,
+                          refresh_views,
                           mbqm_terms)
 from .quant import (INT32_MAX, INT32_MIN, mbqm_ref, quantize_multiplier, quantize_value, rdbypot,
                     rdbypot_ref, srdhm, srdhm_ref)
@@ -295,16 +296,25 @@ def _make_lut(fn, p, dt):
 
 
 def _unary_lut_run(lut):
+    m = [None] * 4
+
     def run(ins, outs):
-        unary_lut8(ins[0].reshape(-1).view(np.uint8), outs[0].reshape(-1).view(np.uint8), lut)
+        x, o = ins[0], outs[0]
+        if x is not m[0] or o is not m[1]:
+            refresh_views(m, (x, o), (-1, -1), u8=True)
+        unary_lut8(m[2], m[3], lut)
     return run
 
 
 def _unary_f32_run(code, p):
     p = np.asarray(p, np.float32)
+    m = [None] * 4
 
     def run(ins, outs):
-        unary_f32(ins[0].reshape(-1), outs[0].reshape(-1), code, p)
+        x, o = ins[0], outs[0]
+        if x is not m[0] or o is not m[1]:
+            refresh_views(m, (x, o), (-1, -1))
+        unary_f32(m[2], m[3], code, p)
     return run
 
 
@@ -592,18 +602,25 @@ def prepare_prelu(ctx):
     if dt == _F32:
         lo, hi = np.float32(-np.inf), np.float32(np.inf)
 
+        m = [None] * 6
+
         def run(ins, outs):
-            binary_f32(ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
-                       shape, st_x, st_a, OP_PRELU, lo, hi)
+            a, b, o = ins[0], ins[1], outs[0]
+            if a is not m[0] or b is not m[1] or o is not m[2]:
+                refresh_views(m, (a, b, o), (-1, -1, -1))
+            binary_f32(m[3], m[4], m[5], shape, st_x, st_a, OP_PRELU, lo, hi)
 
         return run, [out_shape]
     zx, za, q1, sh1, q2, sh2, zp_y = _prelu_params(ctx, x, a, y)
     lo, hi = _RANGE[dt]
     pv = np.array([zp_y, lo, hi, zx, za] + mbqm_terms(q1, sh1) + mbqm_terms(q2, sh2), np.int64)
+    m = [None] * 6
 
     def run(ins, outs):
-        binary_q(ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
-                  shape, st_x, st_a, OP_PRELU, pv)
+        a, b, o = ins[0], ins[1], outs[0]
+        if a is not m[0] or b is not m[1] or o is not m[2]:
+            refresh_views(m, (a, b, o), (-1, -1, -1))
+        binary_q(m[3], m[4], m[5], shape, st_x, st_a, OP_PRELU, pv)
 
     return run, [out_shape]
 
@@ -731,14 +748,23 @@ def prepare_softmax(ctx):
     if dt == _F32:
         beta = _beta(ctx)
 
+        m = [None] * 4
+
         def run(ins, outs):
-            softmax_f32(ins[0].reshape(-1), outs[0].reshape(-1), depth, beta)
+            a, o = ins[0], outs[0]
+            if a is not m[0] or o is not m[1]:
+                refresh_views(m, (a, o), (-1, -1))
+            softmax_f32(m[2], m[3], depth, beta)
 
         return run, [x.shape]
     exp_tab, acc_tab, valid = _softmax_tables(_softmax_q_params(ctx, x, y))
+    m = [None] * 4
 
     def run(ins, outs):
-        softmax_q8(ins[0].reshape(-1), outs[0].reshape(-1), depth, exp_tab, acc_tab, valid)
+        a, o = ins[0], outs[0]
+        if a is not m[0] or o is not m[1]:
+            refresh_views(m, (a, o), (-1, -1))
+        softmax_q8(m[2], m[3], depth, exp_tab, acc_tab, valid)
 
     return run, [x.shape]
 

@@ -20,7 +20,12 @@ off[n]) for DEPTHWISE_CONV_2D and for a CONV_2D filter whose scales differ per c
 
 Unlike LiteRT (whose CONV_2D insists on a bias tensor), an absent bias (input index -1) is taken as 0.
 
-Fast paths: CONV_2D = im2col + exact float32 GEMM (see gemm.py) over cache-sized blocks of output
+Fast paths. Tile path (default where gemm.tiles_wanted says so; see gemm.py): one Numba call per
+node stages x - zp_x (int16; float32 as is) into a zero-bordered padded buffer and runs SIMD tiles of
+8 output pixels × 16 output channels with the requantization fused. CONV_2D reduces over the taps'
+runs of contiguous input (a kernel row of KW·C values when dw = 1), each 16-channel block over the
+input channels of the groups it covers; DEPTHWISE reads one 16-channel vector per tap.
+BLAS path: CONV_2D = im2col + exact float32 GEMM (see gemm.py) over cache-sized blocks of output
 rows; raw int8 operands, padding filled with zp_x and the zero-point term folded into the bias at
 load: Σ(x - zp)w = Σ x·w - zp·Σ w. 1x1 stride-1 convolutions skip im2col.
 DEPTHWISE = direct loops over a zero-padded, stride-phase-split copy of (x - zp_x) so every tap reads
@@ -302,6 +307,8 @@ def conv2d_ref(ctx, ins):
 
 def prepare_conv2d(ctx):
     p = _conv_setup(ctx)
+    if _conv_uses_tiles(p):
+        return _prepare_conv2d_tiles(ctx, p), [(p["N"], p["OH"], p["OW"], p["OC"])]
     N, H, W, C, OC = p["N"], p["H"], p["W"], p["C"], p["OC"]
     KH, KW, Cg, G = p["KH"], p["KW"], p["Cg"], p["G"]
     OH, OW, sh, sw, dh, dw, pt, pl = (p[k] for k in ("OH", "OW", "sh", "sw", "dh", "dw", "pt", "pl"))
@@ -435,6 +442,185 @@ def _prepare_conv2d_hybrid(ctx, p, B, direct, Hp, Wp, geo, blocks):
     return run
 
 
+# ---- tile path (gemm.py SIMD kernels): one Numba call per node, epilogue fused -------------------
+
+def _staged_hw(p):
+    """Padded staged extent: every tap of every output pixel lands inside [0, Hp) x [0, Wp)."""
+    Hp = max(p["pt"] + p["H"], (p["OH"] - 1) * p["sh"] + (p["KH"] - 1) * p["dh"] + 1)
+    Wp = max(p["pl"] + p["W"], (p["OW"] - 1) * p["sw"] + (p["KW"] - 1) * p["dw"] + 1)
+    return Hp, Wp
+
+
+def _pix_offsets(p, Hs, Ws, Cs, es):
+    """Byte offset of output pixel m's top-left tap in a [N, Hs, Ws, Cs] buffer of es-byte values."""
+    n = np.arange(p["N"])[:, None, None]
+    oy = np.arange(p["OH"])[None, :, None]
+    ox = np.arange(p["OW"])[None, None, :]
+    return (((n * Hs + oy * p["sh"]) * Ws + ox * p["sw"]) * Cs * es).reshape(-1).astype(np.int64)
+
+
+def _tiles_fit(p, Hp, Wp, Cs):
+    """The tile kernels address the staged buffer with int32 tap offsets."""
+    return p["N"] * Hp * Wp * Cs * 4 < (1 << 31)
+
+
+def _conv_uses_tiles(p) -> bool:
+    Hp, Wp = _staged_hw(p)
+    return _tiles_fit(p, Hp, Wp, p["C"]) and gemm.tiles_wanted(p["N"] * p["OH"] * p["OW"],
+                                                          p["KH"] * p["KW"] * p["Cg"], p["OC"],
+                                                          p["kind"])
+
+
+def _conv_steps(KH, KW, dh, dw, Wp, C, c_lo, c_hi, pairs):
+    """Reduction steps of one output-channel block over input channels [c_lo, c_hi): element
+    offsets (relative to the pixel's top-left tap in a [.., Wp, C] buffer) and tap indices
+    t = (ky·KW + kx)·C + c (pairs: the second tap of each pair, -1 past the end of a run).
+    With all channels and dw = 1 a kernel row of taps is one contiguous run of KW·C values."""
+    runs = []
+    if c_lo == 0 and c_hi == C and dw == 1:
+        for ky in range(KH):
+            runs.append((ky * dh * Wp * C, ky * KW * C + np.arange(KW * C)))
+    else:
+        for ky in range(KH):
+            for kx in range(KW):
+                runs.append(((ky * dh * Wp + kx * dw) * C + c_lo,
+                             (ky * KW + kx) * C + np.arange(c_lo, c_hi)))
+    offs, t0, t1 = [], [], []
+    for base, taps in runs:
+        L = len(taps)
+        step = 2 if pairs else 1
+        for i in range(0, L, step):
+            offs.append(base + i)
+            t0.append(taps[i])
+            t1.append(taps[i + 1] if pairs and i + 1 < L else -1)
+    return offs, t0, t1
+
+
+def _block_steps(p, Wp, pairs):
+    """Per 16-channel block: padded step tables (offsets, tap0, tap1) [NB or 1, S] and counts."""
+    OC, C, Cg, G = p["OC"], p["C"], p["Cg"], p["G"]
+    Ng = OC // G
+    NB = -(-OC // gemm.LANES)
+    ranges = []
+    for nb in range(NB):
+        g0 = (nb * gemm.LANES) // Ng
+        g1 = (min(OC, nb * gemm.LANES + gemm.LANES) - 1) // Ng
+        ranges.append((g0 * Cg, (g1 + 1) * Cg))
+    shared = len(set(ranges)) == 1
+    tabs = [_conv_steps(p["KH"], p["KW"], p["dh"], p["dw"], Wp, C, lo, hi, pairs)
+            for lo, hi in (ranges[:1] if shared else ranges)]
+    S = max(len(t[0]) for t in tabs)
+    offs = np.zeros((len(tabs), S), np.int64)
+    t0 = np.full((len(tabs), S), -1, np.int64)
+    t1 = np.full((len(tabs), S), -1, np.int64)
+    for i, (o, a, b) in enumerate(tabs):
+        offs[i, :len(o)], t0[i, :len(a)], t1[i, :len(b)] = o, a, b
+    nks = [len(tabs[0 if shared else nb][0]) for nb in range(NB)]
+    if shared:
+        t0, t1 = np.repeat(t0, NB, axis=0), np.repeat(t1, NB, axis=0)
+    return offs, t0, t1, nks
+
+
+def _dense_filter(p, wdata):
+    """[OC, KH·KW·C] filter with zeros where an output channel's group does not read channel c."""
+    OC, KH, KW, C, Cg, G = p["OC"], p["KH"], p["KW"], p["C"], p["Cg"], p["G"]
+    Ng = OC // G
+    Wd = np.zeros((OC, KH, KW, C), wdata.dtype)
+    for g in range(G):
+        Wd[g * Ng:(g + 1) * Ng, :, :, g * Cg:(g + 1) * Cg] = wdata[g * Ng:(g + 1) * Ng]
+    return Wd.reshape(OC, KH * KW * C)
+
+
+def _prepare_conv2d_tiles(ctx, p):
+    """CONV_2D on the tile kernels: plan (pixel offsets, per-block step tables, packed weights,
+    epilogue parameters) and the staged buffer; float32 without padding reads x in place."""
+    kind = p["kind"]
+    N, H, W, C, OC = p["N"], p["H"], p["W"], p["C"], p["OC"]
+    OH, OW = p["OH"], p["OW"]
+    Hp, Wp = _staged_hw(p)
+    staged = kind != "float32" or (Hp, Wp, p["pt"], p["pl"]) != (H, W, 0, 0)
+    es = 4 if kind == "float32" else 2
+    pairs = kind != "float32"
+    Hs, Ws = (Hp, Wp) if staged else (H, W)
+    offs, t0, t1, nks = _block_steps(p, Ws, pairs)
+    Wd = _dense_filter(p, np.asarray(p["w"].data))
+    if pairs:
+        wpk = gemm.pack_steps(Wd.astype(np.int16), t0, t1)
+    else:
+        wpk = gemm.pack_steps(Wd.astype(np.float32), t0)
+    oes = 4 if kind != "int8" else 1
+    if kind == "int8":
+        mult, lo, hi = _quant_out(ctx, p["x"], p["y"], _filter_scales(ctx, p["w"], OC, 0), p["act"])
+        prm = gemm.prm_conv_i8(_bias_values(ctx, p["bias"], OC, np.int64), mult, p["y"].quant.zp,
+                               lo, hi)
+        plan = gemm.TilePlan(gemm.K_CONV_I8)
+        plan.set(ZP=p["x"].quant.zp)
+    elif kind == "float32":
+        lo, hi = _float_range(ctx, p["act"])
+        prm = gemm.prm_float([_bias_values(ctx, p["bias"], OC, np.float32)], lo, hi,
+                             gemm._EpiF32.PRM)
+        plan = gemm.TilePlan(gemm.K_F32)
+    else:
+        pcs, asym, bias, lo, hi = _hybrid_setup(ctx, p, 0, True)
+        prm = gemm.prm_float([pcs, bias], lo, hi, gemm._EpiHybConv.PRM)
+        plan = gemm.TilePlan(gemm.K_HCONV)
+        plan.set(ASYM=asym, PERIMG=OH * OW)
+        plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * N)
+    plan.set(N=N, H=H, W_=W, C=C, HP=Hp, WP=Wp, PT=p["pt"], PL=p["pl"], MULT=1)
+    plan.tiles(N * OH * OW, OC, oes, _pix_offsets(p, Hs, Ws, C, es), offs * es, nks, wpk, prm)
+    plan.set(STAGED=staged)
+    xp = gemm.aligned_empty(N * Hp * Wp * C + gemm.STAGE_SLACK if staged else 1,
+                            np.float32 if es == 4 else np.int16)
+    return gemm.runner(kind, xp, plan.build())
+
+
+def _dw_uses_tiles(p) -> bool:
+    Hp, Wp = _staged_hw(p)
+    return _tiles_fit(p, Hp, Wp, p["OC"]) and gemm.tiles_wanted(p["N"] * p["OH"] * p["OW"],
+                                                           p["KH"] * p["KW"], p["OC"], "dw")
+
+
+def _prepare_dw_tiles(ctx, p):
+    """DEPTHWISE_CONV_2D on the tile kernels: the staged buffer holds C·m channels (input channel c
+    repeated m times) so output channel j reads staged channel j; one step per tap."""
+    kind = p["kind"]
+    N, H, W, C, OC, m = p["N"], p["H"], p["W"], p["C"], p["OC"], p["m"]
+    KH, KW, OH, OW = p["KH"], p["KW"], p["OH"], p["OW"]
+    Hp, Wp = _staged_hw(p)
+    es = 4 if kind == "float32" else 2
+    NB = -(-OC // gemm.LANES)
+    T = KH * KW
+    tab = np.array([[((ky * p["dh"]) * Wp + kx * p["dw"]) * OC * es
+                     for ky in range(KH) for kx in range(KW)]], np.int64)
+    wz = np.zeros((T, NB * gemm.LANES), np.float32 if es == 4 else np.int16)
+    wz[:, :OC] = np.asarray(p["w"].data).reshape(T, OC)
+    wpk = np.ascontiguousarray(wz.reshape(T, NB, gemm.LANES).transpose(1, 0, 2))
+    oes = 4 if kind != "int8" else 1
+    if kind == "int8":
+        mult, lo, hi = _quant_out(ctx, p["x"], p["y"], _filter_scales(ctx, p["w"], OC, 3), p["act"])
+        prm = gemm.prm_conv_i8(_bias_values(ctx, p["bias"], OC, np.int64), mult, p["y"].quant.zp,
+                               lo, hi)
+        plan = gemm.TilePlan(gemm.K_DW_I8)
+        plan.set(ZP=p["x"].quant.zp)
+    elif kind == "float32":
+        lo, hi = _float_range(ctx, p["act"])
+        prm = gemm.prm_float([_bias_values(ctx, p["bias"], OC, np.float32)], lo, hi,
+                             gemm._EpiF32.PRM)
+        plan = gemm.TilePlan(gemm.K_DW_F32)
+    else:
+        pcs, _, bias, lo, hi = _hybrid_setup(ctx, p, 3, False)
+        prm = gemm.prm_float([pcs, bias], lo, hi, gemm._EpiHybConv.PRM)
+        plan = gemm.TilePlan(gemm.K_DW_H)
+        plan.set(ASYM=1, PERIMG=OH * OW)  # depthwise hybrid: always per-image asymmetric
+        plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * N)
+    plan.set(N=N, H=H, W_=W, C=C, HP=Hp, WP=Wp, PT=p["pt"], PL=p["pl"], MULT=m)
+    plan.tiles(N * OH * OW, OC, oes, _pix_offsets(p, Hp, Wp, OC, es), tab, [T] * NB, wpk, prm,
+               aoff_stride=gemm.LANES * es)
+    plan.set(STAGED=1)
+    xp = gemm.aligned_empty(N * Hp * Wp * OC + gemm.STAGE_SLACK, np.float32 if es == 4 else np.int16)
+    return gemm.runner(kind, xp, plan.build())
+
+
 # ---- DEPTHWISE_CONV_2D --------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -553,6 +739,8 @@ def depthwise_ref(ctx, ins):
 
 def prepare_depthwise(ctx):
     p = _dw_setup(ctx)
+    if _dw_uses_tiles(p):
+        return _prepare_dw_tiles(ctx, p), [(p["N"], p["OH"], p["OW"], p["OC"])]
     N, OC, KH, KW, m = p["N"], p["OC"], p["KH"], p["KW"], p["m"]
     OH, OW, sh, sw, dh, dw, pt, pl = (p[k] for k in ("OH", "OW", "sh", "sw", "dh", "dw", "pt", "pl"))
     M = N * OH * OW

@@ -470,6 +470,19 @@ def _ref_binary(ctx, ins):
     return [r.astype(dt)]
 
 
+def refresh_views(memo, arrays, shapes, u8=False):
+    """Per-node view cache: memo <- the node's arrays followed by their reshaped views (`shapes`,
+    one per array; byte views if u8). run() compares the arrays by identity and refreshes only when
+    one changed: the interpreter passes the same array objects on every invoke, and a reshape costs
+    ~0.15 µs. A non-contiguous array's reshape is a copy, so then nothing is remembered (every call
+    refreshes), exactly as an unconditional reshape would behave."""
+    views = [a.reshape(s) for a, s in zip(arrays, shapes)]
+    if u8:
+        views = [v.view(np.uint8) for v in views]
+    keep = all(a.flags.c_contiguous for a in arrays)
+    memo[:] = (list(arrays) if keep else [None] * len(arrays)) + views
+
+
 def _prepare_binary(ctx):
     a, b, y, dt = _check_binary(ctx)
     out_shape = broadcast_shape(ctx, a.shape, b.shape)
@@ -479,19 +492,26 @@ def _prepare_binary(ctx):
         lo, hi = _float_range(ctx)
         code = {"ADD": OP_ADD, "SUB": OP_SUB, "MUL": OP_MUL}[op]
 
+        m = [None] * 6
+
         def run(ins, outs):
-            binary_f32(ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
-                       shape, st_a, st_b, code, lo, hi)
+            a, b, o = ins[0], ins[1], outs[0]
+            if a is not m[0] or b is not m[1] or o is not m[2]:
+                refresh_views(m, (a, b, o), (-1, -1, -1))
+            binary_f32(m[3], m[4], m[5], shape, st_a, st_b, code, lo, hi)
 
         return run, [out_shape]
     if op == "MUL":
         code, pv = OP_MUL, q_mul_vector(_mul_params(ctx))
     else:
         code, pv = OP_ADD, q_add_vector(_add_params(ctx))
+    m = [None] * 6
 
     def run(ins, outs):
-        binary_q(ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
-                  shape, st_a, st_b, code, pv)
+        a, b, o = ins[0], ins[1], outs[0]
+        if a is not m[0] or b is not m[1] or o is not m[2]:
+            refresh_views(m, (a, b, o), (-1, -1, -1))
+        binary_q(m[3], m[4], m[5], shape, st_a, st_b, code, pv)
 
     return run, [out_shape]
 
@@ -503,4 +523,4 @@ OPS = {
 }
 
 __all__ = ["OPS", "NO_NRT", "broadcast_shape", "broadcast_plan", "binary_f32", "binary_q",
-           "mbqm_terms", "OP_ADD", "OP_SUB", "OP_MUL", "OP_PRELU"]
+           "mbqm_terms", "refresh_views", "OP_ADD", "OP_SUB", "OP_MUL", "OP_PRELU"]

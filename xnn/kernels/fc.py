@@ -15,8 +15,10 @@ Hybrid (TFLite EvalHybrid), per input row b: on-the-fly int8 quantization (xq, s
   y[b, u] = clamp(bias[u] + float(Σ_k xq·w[u, k] - off·Σ_k w[u, k]) · (sf·s_w[u]), act_lo, act_hi)
 The integer dot is exact; the float steps follow TFLite's order, so results agree to float rounding.
 
-Fast path: one exact float32 BLAS GEMM [B, K] @ [K, U] (chunked over K, see gemm.py) and a Numba
-requantization / rescaling pass.
+Fast paths: the SIMD tile kernels of gemm.py (the B rows as one-pixel images: int16 pairs of
+x - zp_x and w - zp_w with int32 accumulation and the rounding fused, float32 read in place;
+single-row tiles for B < 4), or one exact float32 BLAS GEMM [B, K] @ [K, U] (chunked over K, see
+gemm.py) and a Numba requantization / rescaling pass, as gemm.tiles_wanted picks.
 """
 from __future__ import annotations
 
@@ -173,8 +175,59 @@ def fully_connected_ref(ctx, ins):
 
 # ---- prepare ------------------------------------------------------------------------------------
 
+def _fc_uses_tiles(p) -> bool:
+    return p["B"] * p["K"] * 4 < (1 << 31) and gemm.tiles_wanted(p["B"], p["K"], p["U"], p["kind"])
+
+
+def _prepare_fc_tiles(ctx, p):
+    """B rows of depth K as B one-pixel images: int16 pairs (x - zp_x, w - zp_w) for int8 and
+    hybrid, float32 steps read straight from the input for float32."""
+    B, U, K, kind = p["B"], p["U"], p["K"], p["kind"]
+    single = B < 4  # few rows: single-row tiles waste nothing
+    wdata = np.asarray(p["w"].data)
+    has_bias = p["bias"] is not None
+    if kind == "float32":
+        steps = np.arange(K)[None, :]
+        wpk = gemm.pack_steps(wdata.astype(np.float32), steps)
+        tab, es = steps * 4, 4
+        bias = (np.asarray(p["bias"].data, np.float32).reshape(U) if has_bias
+                else np.zeros(U, np.float32))
+        prm = gemm.prm_float([bias], p["lo"], p["hi"], gemm._EpiF32.PRM)
+        plan = gemm.TilePlan(gemm.K_F32_1 if single else gemm.K_F32)
+    else:
+        wz = 0 if kind == "hybrid" else p["w"].quant.zp
+        t0 = np.arange(0, K, 2)[None, :]
+        t1 = np.where(t0 + 1 < K, t0 + 1, -1)
+        wpk = gemm.pack_steps((wdata.astype(np.int64) - wz).astype(np.int16), t0, t1)
+        tab, es = t0 * 2, 2
+        if kind == "int8":
+            bias = (np.asarray(p["bias"].data, np.int64).reshape(U) if has_bias
+                    else np.zeros(U, np.int64))
+            prm = gemm.prm_fc_i8(bias, _multipliers(ctx, p), p["y"].quant.zp, int(p["lo"]),
+                                 int(p["hi"]))
+            plan = gemm.TilePlan(gemm.K_FC_I8_1 if single else gemm.K_FC_I8)
+            plan.set(ZP=p["x"].quant.zp)
+        else:
+            bias = (np.asarray(p["bias"].data, np.float32).reshape(U) if has_bias
+                    else np.zeros(U, np.float32))
+            prm = gemm.prm_float([p["wscales"], bias], p["lo"], p["hi"], gemm._EpiHybFc.PRM)
+            plan = gemm.TilePlan(gemm.K_HFC_1 if single else gemm.K_HFC)
+            plan.set(ASYM=p["asym"], PERIMG=1)
+            plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * B)
+    plan.set(N=B, H=1, W_=1, C=K, HP=1, WP=1, PT=0, PL=0, MULT=1)
+    NB = wpk.shape[0]
+    plan.tiles(B, U, 4 if kind != "int8" else 1, np.arange(B, dtype=np.int64) * K * es, tab,
+               [tab.shape[1]] * NB, wpk, prm)
+    plan.set(STAGED=kind != "float32")
+    xp = gemm.aligned_empty(B * K + gemm.STAGE_SLACK if kind != "float32" else 1,
+                            np.float32 if kind == "float32" else np.int16)
+    return gemm.runner(kind, xp, plan.build())
+
+
 def prepare_fully_connected(ctx):
     p = _setup(ctx)
+    if _fc_uses_tiles(p):
+        return _prepare_fc_tiles(ctx, p), [p["out_shape"]]
     B, U, K = p["B"], p["U"], p["K"]
     wdata = np.asarray(p["w"].data)
     has_bias = p["bias"] is not None

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from . import quant
+from .elementwise import refresh_views
 
 FLT_MAX = float(np.finfo(np.float32).max)
 SAME, VALID = 0, 1
@@ -244,8 +245,13 @@ def prepare_average_pool_2d(ctx):
         lo, hi = int(lo), int(hi)
         xs, ys = (n, ih, iw * c), (n, oh, ow * c)
 
+        m = [None] * 4
+
         def run(ins, outs):
-            _avg_pool_i8(ins[0].reshape(xs), outs[0].reshape(ys), fh, fw, sh, sw, ph, pw, lo, hi, row, acc)
+            x, o = ins[0], outs[0]
+            if x is not m[0] or o is not m[1]:
+                refresh_views(m, (x, o), (xs, ys))
+            _avg_pool_i8(m[2], m[3], fh, fw, sh, sw, ph, pw, lo, hi, row, acc)
     else:
         acc = np.zeros(c, np.float32)
         lo, hi = np.float32(lo), np.float32(hi)
@@ -267,9 +273,13 @@ def prepare_max_pool_2d(ctx):
     lo, hi = dt.type(lo), dt.type(hi)
     xs, ys = (n, ih, iw * c), (n, oh, ow * c)
 
+    m = [None] * 4
+
     def run(ins, outs):
-        _max_pool(ins[0].reshape(xs), outs[0].reshape(ys), c, fh, fw, sh, sw, ph, pw, lowest, lo, hi,
-                  clamp, row)
+        x, o = ins[0], outs[0]
+        if x is not m[0] or o is not m[1]:
+            refresh_views(m, (x, o), (xs, ys))
+        _max_pool(m[2], m[3], c, fh, fw, sh, sw, ph, pw, lowest, lo, hi, clamp, row)
 
     return run, [(n, oh, ow, c)]
 
@@ -446,17 +456,27 @@ def prepare_mean(ctx):
         acc = np.zeros(n_out, np.float32)
         cnt = np.float32(count)
 
+        m = [None] * 4
+
         def run(ins, outs):
-            _reduce_sum(ins[0].reshape(-1), dims, ostr, idx, acc)
-            _mean_finish_f32(acc, cnt, outs[0].reshape(-1))
+            x, o = ins[0], outs[0]
+            if x is not m[0] or o is not m[1]:
+                refresh_views(m, (x, o), (-1, -1))
+            _reduce_sum(m[2], dims, ostr, idx, acc)
+            _mean_finish_f32(acc, cnt, m[3])
     else:
         acc = np.zeros(n_out, np.int32)
         q, e = _mean_multiplier(x, y, count)
         offset, zo = x.quant.zp * count, y.quant.zp
 
+        m = [None] * 4
+
         def run(ins, outs):
-            _reduce_sum(ins[0].reshape(-1), dims, ostr, idx, acc)
-            _mean_finish_i8(acc, offset, q, e, zo, outs[0].reshape(-1))
+            x, o = ins[0], outs[0]
+            if x is not m[0] or o is not m[1]:
+                refresh_views(m, (x, o), (-1, -1))
+            _reduce_sum(m[2], dims, ostr, idx, acc)
+            _mean_finish_i8(acc, offset, q, e, zo, m[3])
 
     return run, [out_shape]
 

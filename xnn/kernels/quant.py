@@ -111,7 +111,7 @@ def mbqm_ref(x, q, shift):
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
     xs = np.asarray(x, np.int64) * (np.int64(1) << left)
-    xs = np.clip(xs, INT32_MIN, INT32_MAX)  # the C++ multiply wraps only on misuse; inputs stay in range
+    xs = ((xs - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN  # the int32 product wraps, as in LiteRT
     return rdbypot_ref(srdhm_ref(xs, q), right)
 
 
@@ -147,4 +147,5 @@ def mbqm(x, q, shift):
     """round(x · q·2^(shift-31)) exactly as TFLite's MultiplyByQuantizedMultiplier (int64 out)."""
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
-    return rdbypot(srdhm(np.int64(x) * (np.int64(1) << left), q), right)
+    xs = ((np.int64(x) * (np.int64(1) << left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN  # int32 wrap
+    return rdbypot(srdhm(xs, q), right)
