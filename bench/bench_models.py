@@ -2,7 +2,7 @@
 
     python bench/bench_models.py [MODEL.tflite ...] [--repeat 50] [--resolver AUTO]
 
-Default models: tests/fixtures/*.tflite. Prints median latency per model for xnn and LiteRT
+Default models: every tests/fixtures/**/*.tflite. Prints median latency per model for xnn and LiteRT
 (AUTO = XNNPACK fast path unless --resolver says otherwise) and the xnn/LiteRT ratio (lower is
 better for xnn). Inputs are seeded random data of each model's input shape and dtype.
 """
@@ -67,11 +67,12 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--resolver", default="AUTO", choices=["AUTO", "BUILTIN", "BUILTIN_REF"])
     args = ap.parse_args(argv)
-    models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "*.tflite")))
+    models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "**", "*.tflite"),
+                                              recursive=True))
     print(f"{'model':<28}{'xnn ms':>10}{'LiteRT ' + args.resolver + ' ms':>20}{'xnn/LiteRT':>12}")
     ratios = []
     for path in models:
-        t_x, t_l = bench_model(path, args.repeat, args.resolver)
+        t_x, t_l = bench_model(path, args.repeat, args.resolver)  # LSTM state carries across runs in both
         ratios.append(t_x / t_l)
         print(f"{os.path.basename(path)[:-7]:<28}{t_x * 1e3:>10.3f}{t_l * 1e3:>20.3f}{t_x / t_l:>11.2f}x",
               flush=True)
