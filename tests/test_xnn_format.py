@@ -275,7 +275,7 @@ def test_tflite_is_not_xnn():
 
 def test_newer_version_asks_to_upgrade(tmp_path):
     data = _with_u32(converted(SMALL), 4, FORMAT_VERSION + 1)
-    with pytest.raises(XnnError, match=r"version 2 was written by a newer xnn.*upgrade xnn"):
+    with pytest.raises(XnnError, match=rf"version {FORMAT_VERSION + 1} was written by a newer xnn.*upgrade xnn"):
         xnn.Interpreter(model_content=data)
     f = tmp_path / "new.xnn"
     f.write_bytes(data[:12])  # the version is read before anything else, even from a stub
@@ -283,7 +283,17 @@ def test_newer_version_asks_to_upgrade(tmp_path):
         xnn.Interpreter(model_path=str(f))
 
 
-@pytest.mark.parametrize("offset,value,match", [(4, 0, "format version 0"), (36, 1, "unknown flags"),
+def test_version_1_files_still_load():
+    """A format-1 file (no encoded constants, no flags) reads as before; version 1 knows no flags."""
+    data = _with_u32(converted(SMALL), 4, 1)
+    x = feeds_for(xnn.Interpreter(model_path=SMALL), 0)
+    for a, b in zip(xnn.Interpreter(model_content=data)(x), xnn.Interpreter(model_path=SMALL)(x)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(XnnError, match="unknown flags"):
+        read_xnn(_with_u32(data, 36, 1))
+
+
+@pytest.mark.parametrize("offset,value,match", [(4, 0, "format version 0"), (36, 2, "unknown flags"),
                                                 (16, 128, "weight section offset"),
                                                 (8, 1 << 30, "does not fit")])
 def test_bad_prefix_fields(offset, value, match):

@@ -165,9 +165,10 @@ def _read_raw(path):
     return content, (read_xnn(content) if is_xnn(content) else read_tflite(content))
 
 
-def _const_bytes(g, t, producers, memo):
+def _const_bytes(g, t, producers, memo, sizes=None):
     """Bytes a file stores for tensor t if t is a constant or computed from constants only (folded
-    at load, e.g. float16 weights widened by DEQUANTIZE), else None (an activation)."""
+    at load, e.g. float16 weights widened by DEQUANTIZE), else None (an activation). `sizes`
+    overrides the stored bytes of (encoded) constants by index."""
     if t in memo:
         return memo[t]
     spec = g.tensors[t]
@@ -175,29 +176,59 @@ def _const_bytes(g, t, producers, memo):
     if spec.is_variable:
         return None
     if spec.data is not None:
-        memo[t] = int(spec.data.nbytes)
+        memo[t] = int(sizes[t]) if sizes and t in sizes else int(spec.data.nbytes)
     elif t in producers:
-        parts = [_const_bytes(g, i, producers, memo) for i in g.nodes[producers[t]].inputs if i >= 0]
+        parts = [_const_bytes(g, i, producers, memo, sizes) for i in g.nodes[producers[t]].inputs if i >= 0]
         if parts and all(b is not None for b in parts):
             memo[t] = sum(parts)
     return memo[t]
 
 
-def _layer_rows(before_g, after_g):
-    """[(node, op, weight bytes before, after)] for the nodes of after_g that run at inference.
-    Passes keep tensor indices, so a node's weights are found in before_g by the same indices."""
+def _layer_rows(before_g, after_g, sizes=None):
+    """[(node, op, weight bytes before, after, tensors)] for the nodes of after_g that run at
+    inference (`sizes`: stored bytes of encoded constants of after_g). Passes keep tensor indices,
+    so a node's weights are found in before_g by the same indices."""
     pb, pa = before_g.producers(), after_g.producers()
     mb, ma = {}, {}
     rows = []
     for n in after_g.nodes:
         ins = [t for t in n.inputs if t >= 0]
-        after = [_const_bytes(after_g, t, pa, ma) for t in ins]
+        after = [_const_bytes(after_g, t, pa, ma, sizes) for t in ins]
         if ins and all(b is not None for b in after):
             continue  # computed from constants: folded at load, its bytes count where they are read
         before = [_const_bytes(before_g, t, pb, mb) if t < len(before_g.tensors) else a
                   for t, a in zip(ins, after)]
-        rows.append((n.name, n.op, sum(b or 0 for b in before), sum(a or 0 for a in after)))
+        rows.append((n.name, n.op, sum(b or 0 for b in before), sum(a or 0 for a in after),
+                     [t for t, a in zip(ins, after) if a is not None]))
     return rows
+
+
+def _const_sources(g, ts, producers):
+    """The stored constants behind tensors ts (through DEQUANTIZE chains folded at load)."""
+    out, seen = [], set()
+
+    def visit(t):
+        if t < 0 or t in seen:
+            return
+        seen.add(t)
+        if g.tensors[t].data is not None:
+            out.append(t)
+        elif t in producers:
+            for i in g.nodes[producers[t]].inputs:
+                visit(i)
+    for t in ts:
+        visit(t)
+    return out  # in input order: weights before biases
+
+
+def _compress_options(args):
+    from .converter.compress import CompressOptions
+
+    bits = args.weight_bits
+    return CompressOptions(prune=args.prune or 0.0, prune_channels=args.prune_channels,
+                           prune_min_size=args.prune_min_size, weight_bits=bits,
+                           codec=args.weight_codec, codebook=args.codebook, low_rank=args.low_rank,
+                           entropy=args.entropy, seed=args.seed).check()
 
 
 def cmd_convert(args) -> int:
@@ -212,53 +243,119 @@ def cmd_convert(args) -> int:
         raise XnnError(f"output '{out}' would overwrite the input")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise XnnError(f"cannot write '{out}': its directory does not exist")
+    opts = _compress_options(args)
+    if args.calib is not None and not os.path.isdir(args.calib):
+        raise XnnError(f"calibration directory '{args.calib}' does not exist or is not a directory")
+    if args.calib is not None and not (args.report and opts.active):
+        print("xnn: note: --calib is only used by --report with compression flags", file=sys.stderr)
+    steps = 4 if opts.active else 3
 
     def step(msg):
         print(msg, file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     content, raw = _read_raw(args.model)
-    step(f"[1/3] read {args.model}: {len(content):,} bytes, {len(raw.nodes)} nodes, {len(raw.tensors)} "
+    step(f"[1/{steps}] read {args.model}: {len(content):,} bytes, {len(raw.nodes)} nodes, {len(raw.tensors)} "
          f"tensors ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
     t0 = time.perf_counter()
     g = graph_for_xnn(raw)
     check_graph(g)
-    step(f"[2/3] folded constants, ran graph passes: {len(g.nodes)} nodes "
+    step(f"[2/{steps}] folded constants, ran graph passes: {len(g.nodes)} nodes "
          f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    comp = None
+    if opts.active:
+        from .converter.compress import compress, stderr_progress
+
+        t0 = time.perf_counter()
+        comp = compress(g, opts, progress=stderr_progress)
+        check_graph(comp.graph)
+        step(f"[3/{steps}] compressed: {len(comp.encodings)} tensors encoded "
+             f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
     t0 = time.perf_counter()
-    data = write_xnn(g)
+    data = comp.to_bytes() if comp else write_xnn(g)
     read_xnn(data)  # what is written must read back
     try:
         write_file(out, data)
     except OSError as e:
         raise XnnError(f"cannot write '{out}': {e.strerror or e}") from None
-    step(f"[3/3] wrote {out}: {len(data):,} bytes ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    step(f"[{steps}/{steps}] wrote {out}: {len(data):,} bytes ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
     if args.report:
-        _print_report(raw, g, len(content), len(data))
+        _print_report(raw, g, len(content), len(data), comp)
+        if comp is not None:
+            _print_error(g, data, args)
     return 0
 
 
-def _print_report(before_g, after_g, before_size, after_size):
-    rows = [(name, op, f"{b:,}", f"{a:,}", f"{b / a:.2f}x" if a else "-")
-            for name, op, b, a in _layer_rows(before_g, after_g) if a or b]
-    head = ("layer", "op", "weights before", "weights after", "ratio")
-    widths = [max(len(r[k]) for r in rows + [head]) for k in range(5)]
+def _print_report(before_g, after_g, before_size, after_size, comp=None):
+    """Per layer: weight bytes in the input file, bytes stored in the .xnn (encoded sizes when
+    compressed), the ratio and how the weights are stored; then totals."""
+    sizes = {t: len(e.payload) for t, e in comp.encodings.items()} if comp else None
+    final = comp.graph if comp else after_g
+    before = {name: b for name, _, b, _, _ in _layer_rows(before_g, after_g)}
+    producers = final.producers()
+    order, merged = [], {}
+    for name, op, _, a, ts in _layer_rows(before_g, final, sizes):
+        base = name.split("/lowrank.")[0]  # the two FCs of a low-rank split count as their original
+        notes = [comp.notes[t] for t in _const_sources(final, ts, producers) if t in comp.notes] if comp else []
+        if base not in merged:
+            order.append(base)
+            merged[base] = [op, before.get(base, 0), 0, []]
+        elif base != name:
+            merged[base][0] = "FC x2 (low-rank)"
+        merged[base][2] += a
+        merged[base][3].extend(notes)
+    table = []
+    for base in order:
+        op, b, a, notes = merged[base]
+        if a or b:
+            table.append((base, op, f"{b:,}", f"{a:,}", f"{b / a:.2f}x" if a else "-",
+                          "; ".join(dict.fromkeys(notes))))
+    head = ("layer", "op", "weights before", "weights after", "ratio", "stored as" if comp else "")
+    widths = [max(len(r[k]) for r in table + [head]) for k in range(5)]
 
     def line(cells):
-        return "  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+        return ("  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(cells[:5], widths)))
+                + ("  " + cells[5] if cells[5] else "")).rstrip()
 
     print(line(head))
-    for r in rows:
+    for r in table:
         print(line(r))
 
-    def total(g):
-        return sum(int(t.data.nbytes) for t in g.tensors if t.data is not None and not t.is_variable)
+    def total(g, sizes=None):
+        from .converter.xnn_format import compact_tensors_map
 
-    from .converter.xnn_format import compact_tensors
+        g2, renumber = compact_tensors_map(g)  # what the .xnn stores
+        inv = {v: k for k, v in renumber.items()}
+        return sum(int(sizes[inv[t]]) if sizes and inv[t] in sizes else int(t_.data.nbytes)
+                   for t, t_ in enumerate(g2.tensors) if t_.data is not None and not t_.is_variable)
 
-    tb, ta = total(before_g), total(compact_tensors(after_g))  # what the .xnn stores
+    tb, ta = sum(int(t.data.nbytes) for t in before_g.tensors if t.data is not None and not t.is_variable), \
+        total(final, sizes)
     print(f"weight bytes: {tb:,} -> {ta:,} ({tb / max(ta, 1):.2f}x)")
     print(f"file size:    {before_size:,} -> {after_size:,} bytes ({before_size / max(after_size, 1):.2f}x)")
+
+
+def _print_error(g, data, args):
+    """Output error of the compressed model against the uncompressed one (same graph, plain)."""
+    from .converter.compress import load_calibration, output_error, random_feeds
+    from .converter.xnn_format import write_xnn
+    from .interpreter import Interpreter
+
+    ref = Interpreter(model_content=write_xnn(g))
+    new = Interpreter(model_content=data)
+    details = ref.get_input_details()
+    if args.calib:
+        feeds = load_calibration(args.calib, details, limit=args.calib_limit)
+        src = f"{len(feeds)} calibration samples from {args.calib}"
+    else:
+        feeds = random_feeds(details, count=8, seed=args.seed)
+        src = (f"no --calib: {len(feeds)} seeded random inputs (seed {args.seed}); errors on random inputs "
+               "say little about accuracy, give --calib DIR")
+    print(f"output error vs the uncompressed model ({src}):")
+    for r in output_error(ref, new, feeds):
+        agree = "" if r["argmax_agree"] is None else f"  argmax agreement {100 * r['argmax_agree']:.1f}%"
+        print(f"  {r['name']}: max |err| {r['max_abs']:.4g}  mean |err| {r['mean_abs']:.4g}  "
+              f"relative L2 {r['rel_l2']:.4g}{agree}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +365,32 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("model", help="a .tflite (or .xnn) file")
     pc.add_argument("--output", "-o", help="the .xnn file to write (default: the input's name with .xnn)")
     pc.add_argument("--report", action="store_true",
-                    help="print per-layer weight bytes before/after, total sizes and the ratio")
+                    help="print per-layer weight bytes before/after, total sizes and the ratio (and, when "
+                         "compressing, the output error against the uncompressed model)")
+    cg = pc.add_argument_group("compression (each optional; applied in the order low-rank, prune, "
+                               "weight bits, entropy)")
+    cg.add_argument("--prune", type=float, metavar="S",
+                    help="zero the fraction S of each conv/depthwise/FC/LSTM weight tensor (smallest magnitudes)")
+    cg.add_argument("--prune-min-size", type=int, default=0, metavar="N",
+                    help="with --prune: leave weight tensors of fewer than N elements unpruned")
+    cg.add_argument("--prune-channels", action="store_true",
+                    help="with --prune: zero whole output channels (smallest L2 norm) instead of single weights")
+    cg.add_argument("--weight-bits", type=int, metavar="B", choices=range(1, 9),
+                    help="store weights as B-bit codes (2..7 typical) expanded to their dtype at load")
+    cg.add_argument("--weight-codec", choices=("kmeans", "uniform"), default="kmeans",
+                    help="--weight-bits codes: k-means codebooks (default) or uniform levels per channel")
+    cg.add_argument("--codebook", choices=("auto", "channel", "tensor"), default="auto",
+                    help="k-means codebooks per output channel, per tensor, or auto (per channel unless "
+                         "that costs more than 1 bit per weight)")
+    cg.add_argument("--low-rank", type=float, metavar="R",
+                    help="SVD-factor FC and LSTM weights: rank R (integer >= 1) or kept energy fraction (0 < R < 1)")
+    cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma"),
+                    help="entropy-code each stored tensor and the header (zlib by default); such tensors are "
+                         "decoded at load instead of memory-mapped")
+    cg.add_argument("--calib", metavar="DIR",
+                    help="with --report: .npy/.npz files (or images, for an image input) to measure the error on")
+    cg.add_argument("--calib-limit", type=int, default=16, metavar="N", help="use at most N calibration samples")
+    cg.add_argument("--seed", type=int, default=0, help="seed for k-means and for random report inputs")
     pc.set_defaults(fn=cmd_convert)
     pi = sub.add_parser("info", help="print a model's op table (op, shapes, dtypes, params, MACs) and totals")
     pi.add_argument("model", help="a .tflite or .xnn file")

@@ -5,13 +5,15 @@ Layout (all integers little-endian):
     offset  size  field
          0     4  magic b"XNNF"
          4     4  uint32 format version (FORMAT_VERSION)
-         8     4  uint32 header_nbytes: length of the JSON header
-        12     4  uint32 CRC-32 of the JSON header bytes
+         8     4  uint32 header_nbytes: length of the stored header
+        12     4  uint32 CRC-32 of the stored header bytes
         16     8  uint64 weights_offset = align64(PREFIX + header_nbytes)
         24     8  uint64 weights_nbytes
         32     4  uint32 CRC-32 of the weight section (all weights_nbytes bytes)
-        36     4  uint32 flags, 0 (a nonzero flag is a feature this reader does not know)
-        40     h  JSON header, UTF-8
+        36     4  uint32 flags: bit 0 (FLAG_HEADER_ZLIB) = the stored header is compressed; any other
+                  bit is a feature this reader does not know
+        40     h  header: the JSON header, UTF-8; with FLAG_HEADER_ZLIB: uint32 length of the JSON
+                  text, then a zlib stream that inflates to exactly that many bytes
       40+h     .  zero bytes up to weights_offset
     w_off  w_len  weight section; the file ends exactly at weights_offset + weights_nbytes
 
@@ -19,23 +21,68 @@ The JSON header is one object:
     {"producer": str, "description": str, "inputs": [int], "outputs": [int],
      "tensors": [{"name": str, "shape": [int], "dtype": str, "variable": bool,
                   "quant": {"scale": base64, "zero_point": [int], "axis": int},
-                  "data": [offset, nbytes]}],
+                  "data": [offset, nbytes], "enc": {...}}],
      "nodes": [{"op": str, "version": int, "name": str, "inputs": [int], "outputs": [int],
                 "intermediates": [int], "options": {str: JSON value}}]}
 Fields at their defaults are left out: variable false, quant and data absent (no quantization, not a
-constant), version 1, intermediates [], options {}. Tensors that no node and no graph input or
-output refers to (left behind by folding and fusions) are not stored; the others keep their order.
-A constant's bytes are its C-order little-endian array at weights_offset + offset, offset a
-multiple of 64; the weight section starts at a multiple of 64 too, so in a memory-mapped file every
-constant is 64-byte aligned. Quantization scales are their float32 little-endian bytes in base64
-(bit-exact, 5.3 characters per scale); options keep JSON's types (bool, int, float, str, list,
-object), and a float is written as the shortest decimal that reads back to the same double, so
-options round-trip exactly as the reader produced them.
+constant), enc absent (stored as is), version 1, intermediates [], options {}. Tensors that no node
+and no graph input or output refers to (left behind by folding and fusions) are not stored; the
+others keep their order. A constant without "enc" is its C-order little-endian array at
+weights_offset + offset, offset a multiple of 64; the weight section starts at a multiple of 64 too,
+so in a memory-mapped file every such constant is 64-byte aligned and read without a copy.
+Quantization scales are their float32 little-endian bytes in base64 (bit-exact, 5.3 characters per
+scale); options keep JSON's types (bool, int, float, str, list, object), and a float is written as
+the shortest decimal that reads back to the same double, so options round-trip exactly as the
+reader produced them.
+
+Encoded constants (format version 2; written by xnn/converter/compress.py). "enc" describes how
+the `nbytes` stored bytes at `offset` (any offset: an encoded tensor is decoded into a new array,
+so it is neither aligned nor memory-mapped) expand to the tensor's array. Keys (all others are an
+error; each is allowed only where it has a meaning):
+    "entropy": "zlib" | "lzma"   the stored bytes are a zlib stream / a raw LZMA2 stream (dictionary
+                                 size clamp(next power of two >= size, 4 KiB, 8 MiB)) that inflates
+                                 to exactly "size" bytes, the payload; absent: the stored bytes are
+                                 the payload
+    "size": int                  the payload length; required with "entropy", and equal to the
+                                 length the keys below imply (checked before anything is inflated)
+    "layout": "dense" | "mask" | "channels"   which elements are stored (default "dense": all)
+    "values": "raw" | "palette" | "affine" | "lowrank"   how they are stored (default "raw")
+    "axis": int                  the channel axis, for "channels" and for per-channel parameters
+    "count": int                 "mask": stored (nonzero) elements; "channels": kept channels
+    "bits": int in 1..8          index width of "palette" / "affine"
+    "shared": true               "palette" / "affine": one parameter set for the whole tensor
+    "rank": int                  "lowrank": the inner dimension R
+The payload is the selection, then the values, with no padding between them. n = elements, C =
+shape[axis]. Bit strings are packed least-significant bit first; unused trailing bits are zero.
+  selection  "dense": nothing, every element is stored. "mask": ceil(n/8) bytes, bit i set when
+             element i (C order) is stored; "count" bits set. "channels": ceil(C/8) bytes, bit c
+             set when channel c is kept; "count" bits set; all elements of a kept channel are
+             stored. Elements not stored are zero (pruned).
+  values     for the m stored elements in C order:
+    "raw"     m values of the tensor's dtype.
+    "palette" G codebooks of K = 2^bits entries of the tensor's dtype (int8, float16 or float32),
+              then m indices of `bits` bits: value = codebook[g][index], g = the element's group.
+    "affine"  G pairs (lo, step) of float32, then m indices q of `bits` bits: value =
+              float32(lo + step·q) (float32 arithmetic), for int8 tensors then rounded half to
+              even and clipped to [-128, 127].
+              G = 1 with "shared"; otherwise one group per channel: G = C, or "count" for the
+              "channels" layout (a group per kept channel, in channel order).
+    "lowrank" (layout "dense", a 2-D tensor [M, N], 1 <= R <= min(M, N)) W = U·V:
+              float16/float32 tensors: U float32 [M, R], V float32 [R, N], W = float32 product
+              cast to the dtype (a BLAS product: float models carry a documented tolerance);
+              int8 tensors: U int8 [M, R], V int8 [R, N], su float32 [M], sv float32 [N];
+              P = U·V summed exactly in int64, W = clip(round_half_even((su_i·sv_j)·P_ij in
+              float64), -127, 127) (TFLite's symmetric int8 weight range): integer sums and
+              elementwise IEEE operations, the same on every machine.
+Decoding checks every length against the descriptor before numpy reads the bytes, inflates at
+most "size" bytes, expands no tensor beyond MAX_DECODED_NBYTES (1 GiB), and checks set-bit counts,
+zero padding bits and finite int8 parameters; any defect is an XnnError naming the tensor.
 
 Reading validates everything before use: magic, version, flags, both CRCs, section bounds, the
 JSON's shape and types, dtype names (from an allowlist), shapes, every (offset, nbytes) against the
-section and the tensor's shape, quantization lengths and axes, and every tensor index. Any defect is
-an XnnError; nothing is unpickled or evaluated.
+section and the tensor's shape or encoding, quantization lengths and axes, and every tensor index.
+Any defect is an XnnError; nothing is unpickled or evaluated. Version 1 files (no "enc", no flags)
+still load.
 
 The graph stored is the one the interpreter runs: after constant folding and the load-time passes,
 so xnn-only ops (CHANNEL_SHUFFLE, BIDI_SEQUENCE_LSTM) appear in it. Exception: a float16 constant
@@ -47,9 +94,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import lzma
 import mmap
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,8 +106,10 @@ from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
 
 MAGIC = b"XNNF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: encoded constants ("enc") and the compressed-header flag
 ALIGN = 64
+FLAG_HEADER_ZLIB = 1
+KNOWN_FLAGS = FLAG_HEADER_ZLIB
 _PREFIX = struct.Struct("<4sIIIQQII")  # magic, version, header_nbytes, header_crc, w_off, w_len, w_crc, flags
 PREFIX_NBYTES = _PREFIX.size  # 40
 
@@ -103,28 +154,38 @@ def _json_value(v, where: str):
     raise XnnError(f"{where}: option value of type {type(v).__name__} cannot be stored in .xnn")
 
 
-def pack(header, weights=b"") -> bytes:
-    """Assemble a file from a header (a dict, or raw JSON bytes) and the weight section bytes."""
+def pack(header, weights=b"", compress_header: bool = False) -> bytes:
+    """Assemble a file from a header (a dict, or raw JSON bytes) and the weight section bytes;
+    with `compress_header` the header is stored zlib-compressed (FLAG_HEADER_ZLIB)."""
     try:
         raw = header if isinstance(header, (bytes, bytearray)) else \
             json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (UnicodeEncodeError, ValueError, TypeError) as e:
         raise XnnError(f"cannot encode the .xnn header: {type(e).__name__}: {e}") from None
+    flags = 0
+    if compress_header:
+        raw = struct.pack("<I", len(raw)) + zlib.compress(bytes(raw), 9)
+        flags |= FLAG_HEADER_ZLIB
     weights = bytes(weights)
     w_off = _align(PREFIX_NBYTES + len(raw))
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw), zlib.crc32(raw), w_off, len(weights),
-                          zlib.crc32(weights), 0)
+                          zlib.crc32(weights), flags)
     return b"".join((prefix, raw, bytes(w_off - PREFIX_NBYTES - len(raw)), weights))
 
 
 def compact_tensors(g: Graph) -> Graph:
     """Drop tensors that no node (input, output, intermediate) and no graph input/output refers to,
     renumbering the rest in their original order."""
+    return compact_tensors_map(g)[0]
+
+
+def compact_tensors_map(g: Graph):
+    """`compact_tensors` and the renumbering it applied: (graph, {old index: new index})."""
     used = set(g.inputs) | set(g.outputs)
     for n in g.nodes:
         used.update(t for t in tuple(n.inputs) + tuple(n.outputs) + tuple(n.intermediates) if t >= 0)
     if len(used) == len(g.tensors):
-        return g
+        return g, {t: t for t in range(len(g.tensors))}
     keep = sorted(t for t in used if 0 <= t < len(g.tensors))
     new = {t: k for k, t in enumerate(keep)}
     new[-1] = -1
@@ -136,16 +197,32 @@ def compact_tensors(g: Graph) -> Graph:
 
     nodes = tuple(Node(op=n.op, inputs=m(n.inputs), outputs=m(n.outputs), options=n.options,
                        version=n.version, name=n.name, intermediates=m(n.intermediates)) for n in g.nodes)
+    new.pop(-1)
     return Graph(tensors=tuple(g.tensors[t] for t in keep), nodes=nodes, inputs=m(g.inputs),
-                 outputs=m(g.outputs), description=g.description)
+                 outputs=m(g.outputs), description=g.description), new
 
 
-def write_xnn(g: Graph) -> bytes:
+class Encoded(NamedTuple):
+    """A constant's encoded form: the "enc" descriptor and the bytes stored for it."""
+
+    desc: dict
+    payload: bytes
+
+
+def write_xnn(g: Graph, encodings=None, compress_header: bool = False) -> bytes:
     """Serialize a Graph (typically after load-time passes) as .xnn bytes; unreferenced tensors
-    are left out (`compact_tensors`)."""
+    are left out (`compact_tensors`).
+
+    `encodings` maps tensor indices of `g` to `Encoded` forms (xnn/converter/compress.py makes
+    them); each is decoded here and must give the tensor's data exactly. `compress_header` stores
+    the JSON header zlib-compressed."""
     from .. import __version__
 
-    g = compact_tensors(g)
+    g, renumber = compact_tensors_map(g)
+    enc_by_new = {}
+    for t, e in (encodings or {}).items():
+        if t in renumber:
+            enc_by_new[renumber[t]] = e
     chunks, pos = [], 0
     tensors = []
     for i, t in enumerate(g.tensors):
@@ -167,6 +244,19 @@ def write_xnn(g: Graph) -> bytes:
             if data.size != count:
                 raise XnnError(f"tensor {i} '{t.name}': data has {data.size} elements, shape {tuple(shape)} "
                                f"needs {count}")
+            if i in enc_by_new:
+                desc, payload = enc_by_new[i]
+                what = f"tensor {i} '{t.name}'"
+                desc = _json_value(dict(desc), what)
+                back = decode_tensor(desc, memoryview(bytes(payload)), tuple(shape), dt, what)
+                if back.tobytes() != np.ascontiguousarray(data, dtype=dt).tobytes():
+                    raise XnnError(f"{what}: its encoding does not decode to its data")
+                entry["data"] = [pos, len(payload)]
+                entry["enc"] = desc
+                chunks.append(bytes(payload))
+                pos += len(payload)
+                tensors.append(entry)
+                continue
             raw = np.ascontiguousarray(data, dtype=dt.newbyteorder("<")).tobytes()
             pad = _align(pos) - pos
             if pad:
@@ -191,7 +281,7 @@ def write_xnn(g: Graph) -> bytes:
     header = {"producer": f"xnn {__version__}", "description": str(g.description or ""),
               "inputs": [int(t) for t in g.inputs], "outputs": [int(t) for t in g.outputs],
               "tensors": tensors, "nodes": nodes}
-    return pack(header, b"".join(chunks))
+    return pack(header, b"".join(chunks), compress_header=compress_header)
 
 
 def write_file(path, data: bytes) -> int:
@@ -296,9 +386,32 @@ def _view(content):
 def read_xnn(content) -> Graph:
     """Parse .xnn bytes (bytes, memoryview or a read-only mmap) into a Graph.
 
-    Constant tensors are read-only numpy views into `content` (no copy); they keep it alive.
+    Constant tensors stored as they are are read-only numpy views into `content` (no copy); they
+    keep it alive. Encoded constants are decoded into new read-only arrays.
     Raises XnnError for anything that is not a valid .xnn file of a version this xnn reads.
     """
+    version, header, weights = _open(content)
+    try:
+        return _graph(header, weights, version)
+    except XnnError:
+        raise
+    except RecursionError:
+        _fail("header nested too deeply")
+    except (ValueError, TypeError, OverflowError, MemoryError) as e:  # numpy conversions of odd values
+        _fail(f"{type(e).__name__}: {e}")
+
+
+def read_header(content) -> dict:
+    """The validated prefix's JSON header of .xnn bytes, as a dict (inflated if compressed); the
+    tensors and nodes in it are not checked (read_xnn does that)."""
+    header = _open(content)[1]
+    if not isinstance(header, dict):
+        _fail(f"header must be a JSON object, got {type(header).__name__}")
+    return header
+
+
+def _open(content):
+    """(format version, parsed JSON header, weight section view) after the prefix checks."""
     mv = _view(content)
     n = len(mv)
     if n < 8 or bytes(mv[:4]) != MAGIC:
@@ -318,7 +431,7 @@ def read_xnn(content) -> Graph:
     if n < PREFIX_NBYTES:
         _fail(f"truncated: {n} bytes, shorter than the {PREFIX_NBYTES}-byte prefix")
     _, _, h_len, h_crc, w_off, w_len, w_crc, flags = _PREFIX.unpack_from(mv, 0)
-    if flags != 0:
+    if flags & ~(KNOWN_FLAGS if version >= 2 else 0):
         _fail(f"unknown flags {flags:#x} (written by a newer xnn? upgrade xnn)")
     if h_len > MAX_HEADER_NBYTES or PREFIX_NBYTES + h_len > n:
         _fail(f"header of {h_len} bytes does not fit a file of {n} bytes (truncated?)")
@@ -335,18 +448,18 @@ def read_xnn(content) -> Graph:
     weights = mv[w_off:w_off + w_len]
     if zlib.crc32(weights) != w_crc:
         _fail("weight section checksum mismatch")
+    if flags & FLAG_HEADER_ZLIB:
+        if len(raw) < 4:
+            _fail("compressed header shorter than its length field")
+        json_len = struct.unpack_from("<I", raw, 0)[0]
+        if json_len > MAX_HEADER_NBYTES:
+            _fail(f"compressed header claims {json_len} bytes, above {MAX_HEADER_NBYTES}")
+        raw = inflate("zlib", memoryview(raw)[4:], json_len, "the header")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         _fail(f"header is not valid UTF-8 JSON: {type(e).__name__}: {e}")
-    try:
-        return _graph(header, weights)
-    except XnnError:
-        raise
-    except RecursionError:
-        _fail("header nested too deeply")
-    except (ValueError, TypeError, OverflowError) as e:  # numpy conversions of odd values
-        _fail(f"{type(e).__name__}: {e}")
+    return version, header, weights
 
 
 def _quant(q, what: str, shape: tuple):
@@ -380,7 +493,7 @@ def _quant(q, what: str, shape: tuple):
     return QuantParams(scale=scale, zero_point=np.array(zp, np.int64), axis=axis)
 
 
-def _tensor(i: int, e, weights: memoryview) -> TensorSpec:
+def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION) -> TensorSpec:
     what = f"tensor {i}"
     if not isinstance(e, dict):
         _fail(f"{what} must be an object")
@@ -402,11 +515,22 @@ def _tensor(i: int, e, weights: memoryview) -> TensorSpec:
     quant = _quant(e.get("quant"), what, shape)
     variable = _get(e, "variable", bool, what, False)
     loc = e.get("data")
+    enc = e.get("enc")
     data = None
+    if enc is not None:
+        if version < 2:
+            _fail(f"{what}: 'enc' in a format version {version} file")
+        if loc is None:
+            _fail(f"{what}: 'enc' without data")
     if loc is not None:
         if not isinstance(loc, list) or len(loc) != 2:
             _fail(f"{what}: data must be [offset, nbytes] or null")
         off = _int(loc[0], f"{what} data offset", 0, len(weights))
+        if enc is not None:
+            nbytes = _int(loc[1], f"{what} data size", 0, len(weights) - off)
+            data = decode_tensor(enc, weights[off:off + nbytes], shape, dtype, what)
+            data.flags.writeable = False
+            return TensorSpec(name=name, shape=shape, dtype=dtype, quant=quant, data=data, is_variable=variable)
         if off % ALIGN:
             _fail(f"{what}: data offset {off} is not a multiple of {ALIGN}")
         nbytes = _int(loc[1], f"{what} data size", 0, len(weights) - off)
@@ -444,12 +568,12 @@ def _node(k: int, e, n_tensors: int) -> Node:
                 name=name, intermediates=inter)
 
 
-def _graph(h, weights: memoryview) -> Graph:
+def _graph(h, weights: memoryview, version: int = FORMAT_VERSION) -> Graph:
     if not isinstance(h, dict):
         _fail(f"header must be a JSON object, got {type(h).__name__}")
     tlist = _get(h, "tensors", list, "header")
     nlist = _get(h, "nodes", list, "header")
-    tensors = tuple(_tensor(i, e, weights) for i, e in enumerate(tlist))
+    tensors = tuple(_tensor(i, e, weights, version) for i, e in enumerate(tlist))
     n = len(tensors)
     nodes = tuple(_node(k, e, n) for k, e in enumerate(nlist))
     inputs = _indices(_get(h, "inputs", list, "header"), "graph inputs", n)
@@ -465,6 +589,273 @@ def map_file(f):
     except (OSError, ValueError, AttributeError):
         f.seek(0)
         return f.read()
+
+
+# ---- encoded constants ------------------------------------------------------------------------
+
+ENC_LAYOUTS = ("dense", "mask", "channels")
+ENC_VALUES = ("raw", "palette", "affine", "lowrank")
+ENC_ENTROPY = ("zlib", "lzma")
+ENC_KEYS = ("entropy", "size", "layout", "values", "axis", "count", "bits", "shared", "rank")
+LOSSY_DTYPES = ("int8", "float16", "float32")  # dtypes "palette", "affine" and "lowrank" produce
+MAX_DECODED_NBYTES = 1 << 30  # an encoded constant expands to at most 1 GiB (no decompression bombs)
+
+
+def lzma_filters(size: int) -> list:
+    """The raw LZMA2 filter chain for a payload of `size` bytes (encoder and decoder agree on it):
+    dictionary = the next power of two >= size, clamped to [4 KiB, 8 MiB]."""
+    d = 1 << max(12, min(23, (max(size, 1) - 1).bit_length()))
+    return [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": d}]
+
+
+def deflate(codec: str, data: bytes) -> bytes:
+    """Entropy-code bytes with one of ENC_ENTROPY (the inverse of `inflate`)."""
+    if codec == "zlib":
+        return zlib.compress(data, 9)
+    if codec == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=lzma_filters(len(data)))
+    raise XnnError(f"unknown entropy codec '{codec}' (known: {', '.join(ENC_ENTROPY)})")
+
+
+def inflate(codec: str, stored, size: int, what: str) -> bytes:
+    """Inflate a complete zlib / raw LZMA2 stream that must give exactly `size` bytes; at most
+    `size` (+1 to detect excess) bytes are ever produced, so a corrupt stream cannot exhaust memory."""
+    stored = bytes(stored)
+    try:
+        if codec == "zlib":
+            d = zlib.decompressobj()
+            out = d.decompress(stored, size)
+            if not d.eof and len(out) == size:  # the end marker may follow the last output byte
+                extra = d.decompress(d.unconsumed_tail, 1)
+                if extra:
+                    _fail(f"{what}: zlib stream inflates to more than {size} bytes")
+            ok = d.eof and not d.unconsumed_tail and not d.unused_data
+        elif codec == "lzma":
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=lzma_filters(size))
+            out = d.decompress(stored, max_length=size)
+            if not d.eof and len(out) == size:
+                if d.decompress(b"", max_length=1):
+                    _fail(f"{what}: LZMA stream inflates to more than {size} bytes")
+            ok = d.eof and not d.unused_data
+        else:
+            _fail(f"{what}: unknown entropy codec")
+    except (zlib.error, lzma.LZMAError, EOFError) as e:
+        _fail(f"{what}: {codec} stream is corrupt ({e})")
+    if len(out) != size or not ok:
+        _fail(f"{what}: {codec} stream gives {len(out)}{'+' if len(out) == size else ''} bytes, "
+              f"not a complete stream of {size}")
+    return out
+
+
+def pack_uint(values, bits: int) -> bytes:
+    """Unsigned integers < 2^bits as a bit string, least-significant bit first, zero-padded to a byte."""
+    v = np.asarray(values, np.uint16).ravel()
+    b = ((v[:, None] >> np.arange(bits, dtype=np.uint16)) & 1).astype(np.uint8)
+    return np.packbits(b.ravel(), bitorder="little").tobytes()
+
+
+def unpack_uint(buf, count: int, bits: int, what: str) -> np.ndarray:
+    """The inverse of `pack_uint` for `count` values; `buf` holds exactly ceil(count·bits/8) bytes
+    and its unused trailing bits must be zero."""
+    b = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
+    if b[count * bits:].any():
+        _fail(f"{what}: nonzero padding bits after the packed values")
+    b = b[:count * bits].reshape(count, bits).astype(np.uint16)
+    return (b << np.arange(bits, dtype=np.uint16)).sum(axis=1, dtype=np.uint16)
+
+
+def _ceil8(nbits: int) -> int:
+    return (nbits + 7) // 8
+
+
+def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
+    """Validate an "enc" descriptor for a tensor of `shape` and `dtype` and return it normalized
+    (defaults filled) with the derived sizes: n, C, m (stored elements), groups, sel_nbytes,
+    val_nbytes and payload (their sum). Nothing here reads the stored bytes."""
+    if not isinstance(enc, dict):
+        _fail(f"{what}: 'enc' must be an object")
+    for k in enc:
+        if k not in ENC_KEYS:
+            _fail(f"{what}: unknown encoding key '{str(k)[:20]}' (known: {', '.join(ENC_KEYS)})")
+    d = {"layout": _get(enc, "layout", str, f"{what} enc", "dense"),
+         "values": _get(enc, "values", str, f"{what} enc", "raw"),
+         "entropy": _get(enc, "entropy", str, f"{what} enc", None)}
+    if d["layout"] not in ENC_LAYOUTS:
+        _fail(f"{what}: layout '{d['layout'][:20]}' is not one of {', '.join(ENC_LAYOUTS)}")
+    if d["values"] not in ENC_VALUES:
+        _fail(f"{what}: values codec '{d['values'][:20]}' is not one of {', '.join(ENC_VALUES)}")
+    if d["entropy"] is not None and d["entropy"] not in ENC_ENTROPY:
+        _fail(f"{what}: entropy codec '{d['entropy'][:20]}' is not one of {', '.join(ENC_ENTROPY)}")
+    n = 1
+    for s in shape:
+        n *= s
+    if n == 0 or not shape:
+        _fail(f"{what}: an empty or scalar tensor cannot be encoded")
+    if n * dtype.itemsize > MAX_DECODED_NBYTES:
+        _fail(f"{what}: an encoded tensor of {n * dtype.itemsize:,} bytes is above the "
+              f"{MAX_DECODED_NBYTES:,}-byte limit")
+    layout, values = d["layout"], d["values"]
+    coded = values in ("palette", "affine")
+    shared = _get(enc, "shared", bool, f"{what} enc", False)
+    if shared and not coded:
+        _fail(f"{what}: 'shared' is only for palette/affine values")
+    needs_axis = layout == "channels" or (coded and not shared)
+    if "axis" in enc and not needs_axis:
+        _fail(f"{what}: 'axis' has no meaning here")
+    axis = None
+    if needs_axis:
+        axis = _int(_get(enc, "axis", int, f"{what} enc"), f"{what} enc axis", 0, len(shape) - 1)
+    C = shape[axis] if axis is not None else 1
+    if ("count" in enc) != (layout != "dense"):
+        _fail(f"{what}: 'count' is required with layout mask/channels and only there")
+    if layout == "mask":
+        count = _int(enc["count"], f"{what} enc count", 0, n)
+        sel_nbytes, m = _ceil8(n), count
+    elif layout == "channels":
+        count = _int(enc["count"], f"{what} enc count", 0, C)
+        sel_nbytes, m = _ceil8(C), count * (n // C)
+    else:
+        count, sel_nbytes, m = None, 0, n
+    if ("bits" in enc) != coded:
+        _fail(f"{what}: 'bits' is required with palette/affine values and only there")
+    if ("rank" in enc) != (values == "lowrank"):
+        _fail(f"{what}: 'rank' is required with lowrank values and only there")
+    if values != "raw" and dtype.name not in LOSSY_DTYPES:
+        _fail(f"{what}: {values} values need a dtype among {', '.join(LOSSY_DTYPES)}, not {dtype.name}")
+    groups = 1 if shared else (count if layout == "channels" else C)
+    bits = rank = None
+    if values == "raw":
+        val_nbytes = m * dtype.itemsize
+    elif coded:
+        bits = _int(enc["bits"], f"{what} enc bits", 1, 8)
+        if values == "affine":
+            params = groups * 8  # (lo, step) float32 per group
+        else:
+            params = groups * (1 << bits) * dtype.itemsize
+        val_nbytes = params + _ceil8(m * bits)
+    else:  # lowrank
+        if layout != "dense" or len(shape) != 2:
+            _fail(f"{what}: lowrank values need layout dense and a 2-D tensor, not shape {shape}")
+        M, N = shape
+        rank = _int(enc["rank"], f"{what} enc rank", 1, min(M, N))
+        val_nbytes = rank * (M + N) * (1 if dtype.name == "int8" else 4)
+        if dtype.name == "int8":
+            val_nbytes += 4 * (M + N)
+    payload = sel_nbytes + val_nbytes
+    if d["entropy"] is not None:
+        size = _int(_get(enc, "size", int, f"{what} enc"), f"{what} enc size", 0, 1 << 62)
+        if size != payload:
+            _fail(f"{what}: enc size {size} but the encoding needs a {payload}-byte payload")
+    elif "size" in enc:
+        _fail(f"{what}: 'size' is only for entropy-coded payloads")
+    d.update(n=n, C=C, axis=axis, count=count, m=m, bits=bits, rank=rank, shared=shared,
+             groups=groups, sel_nbytes=sel_nbytes, val_nbytes=val_nbytes, payload=payload)
+    return d
+
+
+def _channel_of(shape: tuple, axis: int) -> np.ndarray:
+    """For each element in C order, its index along `axis`."""
+    inner = 1
+    for s in shape[axis + 1:]:
+        inner *= s
+    return (np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64) // inner) % shape[axis]
+
+
+def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
+    """Expand an encoded constant (descriptor `enc`, stored bytes `stored`) to its array (a new,
+    writable C-contiguous array of `shape` and `dtype`)."""
+    dtype = np.dtype(dtype)
+    d = enc_layout(enc, tuple(shape), dtype, what)
+    stored = memoryview(stored)
+    if d["entropy"] is not None:
+        if len(stored) == 0:
+            _fail(f"{what}: empty {d['entropy']} stream")
+        payload = memoryview(inflate(d["entropy"], stored, d["payload"], what))
+    else:
+        if len(stored) != d["payload"]:
+            _fail(f"{what}: {len(stored)} data bytes, its encoding needs {d['payload']}")
+        payload = stored
+    n, m, C, axis = d["n"], d["m"], d["C"], d["axis"]
+    sel_buf = payload[:d["sel_nbytes"]]
+    val_buf = payload[d["sel_nbytes"]:]
+    le = dtype.newbyteorder("<")
+    # which elements are stored (None: all) and, for per-channel parameters, each one's group
+    selected = None
+    group_of_channel = None
+    if d["layout"] == "mask":
+        bits = np.unpackbits(np.frombuffer(sel_buf, np.uint8), bitorder="little")
+        if bits[n:].any():
+            _fail(f"{what}: nonzero padding bits after the element mask")
+        selected = bits[:n].astype(bool)
+        if int(np.count_nonzero(selected)) != d["count"]:
+            _fail(f"{what}: element mask has {int(np.count_nonzero(selected))} bits set, enc count {d['count']}")
+    elif d["layout"] == "channels":
+        bits = np.unpackbits(np.frombuffer(sel_buf, np.uint8), bitorder="little")
+        if bits[C:].any():
+            _fail(f"{what}: nonzero padding bits after the channel mask")
+        kept = bits[:C].astype(bool)
+        if int(np.count_nonzero(kept)) != d["count"]:
+            _fail(f"{what}: channel mask has {int(np.count_nonzero(kept))} bits set, enc count {d['count']}")
+        chan = _channel_of(shape, axis)
+        selected = kept[chan]
+        group_of_channel = np.cumsum(kept) - 1
+    if d["values"] in ("palette", "affine"):
+        G, bits = d["groups"], d["bits"]
+        if d["shared"]:
+            group = np.zeros(m, np.int64)
+        else:
+            chan = _channel_of(shape, axis)
+            if selected is not None:
+                chan = chan[selected]
+            group = chan if group_of_channel is None else group_of_channel[chan]
+        pbytes = d["val_nbytes"] - _ceil8(m * bits)
+        idx = unpack_uint(val_buf[pbytes:], m, bits, what).astype(np.int64)
+        if d["values"] == "palette":
+            book = np.frombuffer(val_buf[:pbytes], le).reshape(G, 1 << bits)
+            vals = book[group, idx].astype(dtype)
+        else:
+            params = np.frombuffer(val_buf[:pbytes], "<f4").reshape(G, 2).astype(np.float32)
+            if dtype == np.int8 and not np.all(np.isfinite(params)):
+                _fail(f"{what}: affine parameters of an int8 tensor must be finite")
+            with np.errstate(over="ignore", invalid="ignore"):  # IEEE: overflow gives ±inf
+                v = params[group, 0] + params[group, 1] * idx.astype(np.float32)  # float32 arithmetic
+            if dtype == np.int8:
+                vals = np.clip(np.rint(v), -128, 127).astype(np.int8)
+            else:
+                vals = v.astype(dtype)
+    elif d["values"] == "lowrank":
+        (M, N), R = shape, d["rank"]
+        if dtype == np.int8:
+            o = 0
+            U = np.frombuffer(val_buf, np.int8, M * R, o).reshape(M, R)
+            o += M * R
+            V = np.frombuffer(val_buf, np.int8, R * N, o).reshape(R, N)
+            o += R * N
+            su = np.frombuffer(val_buf, "<f4", M, o).astype(np.float64)
+            o += 4 * M
+            sv = np.frombuffer(val_buf, "<f4", N, o).astype(np.float64)
+            if not (np.all(np.isfinite(su)) and np.all(np.isfinite(sv))):
+                _fail(f"{what}: lowrank scales of an int8 tensor must be finite")
+            P = U.astype(np.int64) @ V.astype(np.int64)  # exact integer sums
+            with np.errstate(over="ignore", invalid="ignore"):
+                w = (su[:, None] * sv[None, :]) * P.astype(np.float64)
+            vals = np.clip(np.rint(w), -127, 127).astype(np.int8)
+        else:
+            U = np.frombuffer(val_buf, "<f4", M * R, 0).reshape(M, R).astype(np.float32)
+            V = np.frombuffer(val_buf, "<f4", R * N, 4 * M * R).reshape(R, N).astype(np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                vals = np.matmul(U, V).astype(dtype)
+        return np.ascontiguousarray(vals.reshape(shape))
+    else:  # raw
+        raw = np.frombuffer(val_buf, le, m)
+        if dtype == np.bool_ and np.any(raw.view(np.uint8) > 1):
+            _fail(f"{what}: bool data holds bytes other than 0 and 1")
+        vals = raw.astype(dtype)
+    if selected is None:
+        return np.ascontiguousarray(vals.reshape(shape))
+    out = np.zeros(n, dtype)
+    out[selected] = vals
+    return out.reshape(shape)
 
 
 # ---- the graph to store ------------------------------------------------------------------------

@@ -1,0 +1,640 @@
+"""Weight compression (xnn/converter/compress.py) and encoded constants in .xnn files: every codec
+round-trips (lossless ones exactly, lossy ones to exactly what the encoder chose), the steps
+compose, files shrink, compressed models run close to the uncompressed ones, corrupt encodings are
+XnnErrors, and the `xnn convert` flags work end to end."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+import xnn
+from xnn import XnnError
+from xnn.converter.compress import (CompressOptions, compress, kmeans_1d, load_calibration, output_error,
+                                    random_feeds, weight_targets)
+from xnn.converter.tflite_reader import read_tflite
+from xnn.converter.xnn_format import (FLAG_HEADER_ZLIB, PREFIX_NBYTES, decode_tensor, graph_for_xnn,
+                                      pack, pack_uint, read_header, read_xnn, unpack_uint, write_xnn)
+from xnn.interpreter import load_graph
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+CLS_F = os.path.join(FIX, "classifier_float.tflite")
+CLS_I = os.path.join(FIX, "classifier_int8.tflite")
+DET_I = os.path.join(FIX, "detector_int8.tflite")
+DET_F16 = os.path.join(FIX, "detector_fp16.tflite")
+LSTM_F = os.path.join(FIX, "seq", "crnn_lstm_float.tflite")
+LSTM_I = os.path.join(FIX, "seq", "crnn_lstm_int8.tflite")
+BILSTM_I = os.path.join(FIX, "seq", "crnn_bilstm_int8.tflite")
+
+_G: dict = {}
+
+
+def stored(path):
+    """The graph an .xnn stores for a fixture (cached)."""
+    if path not in _G:
+        with open(path, "rb") as f:
+            _G[path] = graph_for_xnn(read_tflite(f.read()))
+    return _G[path]
+
+
+def run_pair(g, c, n=3):
+    """Output errors of the compressed model against the uncompressed one on seeded random inputs."""
+    ref = xnn.Interpreter(model_content=write_xnn(g))
+    new = xnn.Interpreter(model_content=c.to_bytes())
+    return output_error(ref, new, random_feeds(ref.get_input_details(), n))
+
+
+def consts(g):
+    return {t.name: t.data for t in g.tensors if t.data is not None}
+
+
+def header_and_weights(data: bytes):
+    h_len, w_off = struct.unpack_from("<I", data, 8)[0], struct.unpack_from("<Q", data, 16)[0]
+    return read_header(data), data[w_off:]
+
+
+def enc_entries(data: bytes):
+    return [e for e in read_header(data)["tensors"] if "enc" in e]
+
+
+# ---- codecs, checked against the format's own definition ----------------------------------------
+
+def test_bit_packing_round_trip_and_padding():
+    rng = np.random.default_rng(0)
+    for bits in range(1, 9):
+        v = rng.integers(0, 1 << bits, 37)
+        buf = pack_uint(v, bits)
+        assert len(buf) == (37 * bits + 7) // 8
+        np.testing.assert_array_equal(unpack_uint(buf, 37, bits, "t"), v)
+    # least-significant bit first: values 1, 2 at 2 bits -> bits 1,0 | 0,1 -> 0b1001
+    assert pack_uint([1, 2], 2) == bytes([0b1001])
+    with pytest.raises(XnnError, match="padding bits"):
+        unpack_uint(bytes([0b10001001]), 2, 2, "t")
+
+
+def test_mask_layout_decodes_as_specified():
+    """A hand-built payload (bitmap LSB first + raw nonzeros in C order) decodes to the array."""
+    w = np.array([[0, 3, 0], [-5, 0, 7]], np.int8)
+    bits = [1 if x else 0 for x in w.ravel()]
+    bitmap = bytes([sum(b << i for i, b in enumerate(bits))])
+    payload = bitmap + np.array([3, -5, 7], np.int8).tobytes()
+    got = decode_tensor({"layout": "mask", "count": 3}, payload, w.shape, np.int8, "t")
+    np.testing.assert_array_equal(got, w)
+    chan = decode_tensor({"layout": "channels", "axis": 1, "count": 2}, bytes([0b101]) +
+                         np.array([1, 2, 3, 4], np.int8).tobytes(), (2, 3), np.int8, "t")
+    np.testing.assert_array_equal(chan, [[1, 0, 2], [3, 0, 4]])
+
+
+def test_palette_and_affine_decode_as_specified():
+    book = np.array([[-4, 0, 2, 9], [1, 1, 1, 1]], np.int8)  # per channel along axis 0
+    idx = [3, 0, 1, 2, 0, 3]
+    payload = book.tobytes() + pack_uint(idx, 2)
+    got = decode_tensor({"values": "palette", "bits": 2, "axis": 0}, payload, (2, 3), np.int8, "t")
+    np.testing.assert_array_equal(got, [[9, -4, 0], [1, 1, 1]])
+    params = np.array([[0.5, 0.25]], "<f4")  # shared (lo, step)
+    got = decode_tensor({"values": "affine", "bits": 3, "shared": True}, params.tobytes() + pack_uint([0, 7, 4], 3),
+                        (3,), np.float32, "t")
+    np.testing.assert_array_equal(got, np.float32([0.5, 2.25, 1.5]))
+    got = decode_tensor({"values": "affine", "bits": 3, "shared": True},
+                        np.array([[-3.0, 2.5]], "<f4").tobytes() + pack_uint([0, 1, 7], 3), (3,), np.int8, "t")
+    np.testing.assert_array_equal(got, [-3, np.rint(-0.5), np.rint(14.5)])  # half to even: -0, 14
+
+
+def test_lowrank_int8_decodes_as_specified():
+    rng = np.random.default_rng(1)
+    U = rng.integers(-127, 128, (5, 2)).astype(np.int8)
+    V = rng.integers(-127, 128, (2, 4)).astype(np.int8)
+    su, sv = np.float32([0.01] * 4 + [1.0]), np.float32([0.02, 0.005, 0.01, 0.03])  # the last row clips at ±127
+    payload = U.tobytes() + V.tobytes() + su.tobytes() + sv.tobytes()
+    got = decode_tensor({"values": "lowrank", "rank": 2}, payload, (5, 4), np.int8, "t")
+    expect = np.zeros((5, 4), np.int64)
+    for i in range(5):
+        for j in range(4):
+            p = sum(int(U[i, k]) * int(V[k, j]) for k in range(2))
+            expect[i, j] = min(127, max(-127, round(float(su[i]) * float(sv[j]) * p)))
+    assert np.abs(expect).max() == 127  # the clip is exercised
+    np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma"])
+def test_entropy_coding_is_lossless(codec):
+    g = stored(LSTM_I)
+    c = compress(g, CompressOptions(entropy=codec))
+    data = c.to_bytes()
+    back = read_xnn(data)
+    assert struct.unpack_from("<I", data, 36)[0] & FLAG_HEADER_ZLIB
+    assert enc_entries(data) and all(e["enc"]["entropy"] == codec for e in enc_entries(data))
+    a, b = consts(g), consts(back)
+    assert a.keys() >= b.keys()
+    for name, arr in b.items():
+        assert arr.dtype == a[name].dtype and arr.tobytes() == a[name].tobytes(), name
+    assert len(data) < len(write_xnn(g))
+    x = random_feeds(xnn.Interpreter(model_content=data).get_input_details(), 1)[0]
+    for p, q in zip(xnn.Interpreter(model_path=LSTM_I)(x), xnn.Interpreter(model_content=data)(x)):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_sparse_encoding_is_lossless_and_pruning_exact():
+    g = stored(CLS_I)
+    c = compress(g, CompressOptions(prune=0.5))
+    back = read_xnn(c.to_bytes())
+    b = consts(back)
+    targets = weight_targets(g)
+    for t in targets:
+        name = g.tensors[t].name
+        before, after = np.asarray(g.tensors[t].data), b[name]
+        np.testing.assert_array_equal(after, np.asarray(c.graph.tensors[t].data))  # what the encoder chose
+        zero = after == 0
+        # the pruned weights are exactly the round(0.5 n) smallest |q·scale| (plus original zeros)
+        assert zero.sum() >= round(0.5 * before.size)
+        np.testing.assert_array_equal(after[~zero], before[~zero])
+        scale = np.asarray(g.tensors[t].quant.scale, np.float64)
+        shape = [1] * before.ndim
+        if scale.size > 1:
+            shape[g.tensors[t].quant.axis] = scale.size
+        mag = np.abs(before * scale.reshape(shape))
+        if (~zero).any() and (zero & (before != 0)).any():
+            assert mag[zero & (before != 0)].max() <= mag[~zero].min()
+    biases = [n.inputs[2] for n in g.nodes if n.op in ("CONV_2D", "FULLY_CONNECTED") and len(n.inputs) > 2
+              and n.inputs[2] >= 0]
+    assert biases
+    for t in biases:
+        np.testing.assert_array_equal(b[g.tensors[t].name], g.tensors[t].data)  # biases stay
+
+
+def test_channel_pruning_zeroes_whole_channels():
+    g = stored(DET_I)
+    c = compress(g, CompressOptions(prune=0.5, prune_channels=True))
+    back = consts(read_xnn(c.to_bytes()))
+    for t, tg in weight_targets(g).items():
+        w = back[g.tensors[t].name]
+        per = np.moveaxis(w, tg.axis, 0).reshape(w.shape[tg.axis], -1)
+        dead = ~per.any(axis=1)
+        assert dead.sum() >= round(0.5 * w.shape[tg.axis])
+        orig = np.moveaxis(np.asarray(g.tensors[t].data), tg.axis, 0).reshape(per.shape)
+        np.testing.assert_array_equal(per[~dead], orig[~dead])
+    assert any(e["enc"].get("layout") == "channels" for e in enc_entries(c.to_bytes()))
+
+
+def test_int8_kmeans_weights_are_their_nearest_int8_centroids():
+    g = stored(CLS_I)
+    c = compress(g, CompressOptions(weight_bits=4, codebook="channel"))
+    data = c.to_bytes()
+    back = consts(read_xnn(data))
+    palette = {e["name"] for e in enc_entries(data) if e["enc"].get("values") == "palette"}
+    coded = 0
+    for t, tg in weight_targets(g).items():
+        if g.tensors[t].name not in palette:  # coding would not have been smaller: stored exactly
+            np.testing.assert_array_equal(back[g.tensors[t].name], g.tensors[t].data)
+            continue
+        w0 = np.moveaxis(np.asarray(g.tensors[t].data), tg.axis, 0)
+        w1 = np.moveaxis(back[g.tensors[t].name], tg.axis, 0)
+        assert w1.dtype == np.int8
+        for orig, dec in zip(w0.reshape(len(w0), -1), w1.reshape(len(w1), -1)):
+            levels = np.unique(dec)
+            assert levels.size <= 16
+            # every weight took the nearest level of its channel's codebook
+            dist = np.abs(orig[:, None].astype(np.int64) - levels[None, :].astype(np.int64))
+            assert np.all(np.abs(orig.astype(np.int64) - dec) == dist.min(axis=1))
+            if np.unique(orig).size <= 16:
+                np.testing.assert_array_equal(dec, orig)  # few distinct values: exact
+        coded += 1
+    assert coded >= 2
+
+
+def test_float_kmeans_and_uniform_codes():
+    g = stored(CLS_F)
+    for codec in ("kmeans", "uniform"):
+        c = compress(g, CompressOptions(weight_bits=3, codec=codec))
+        back = consts(read_xnn(c.to_bytes()))
+        for t, tg in weight_targets(g).items():
+            w0 = np.asarray(g.tensors[t].data)
+            w1 = back[g.tensors[t].name]
+            assert w1.dtype == np.float32
+            np.testing.assert_array_equal(w1, c.graph.tensors[t].data)
+            if w1.tobytes() == w0.tobytes():
+                continue  # coding would not have been smaller: kept exact
+            if codec == "uniform":  # per channel: at most 8 levels, each weight within step/2
+                for o, d in zip(np.moveaxis(w0, tg.axis, 0).reshape(w0.shape[tg.axis], -1),
+                                np.moveaxis(w1, tg.axis, 0).reshape(w1.shape[tg.axis], -1)):
+                    assert np.unique(d).size <= 8
+                    step = (o.max() - o.min()) / 7
+                    assert np.abs(o - d).max() <= step / 2 * (1 + 1e-4) + 1e-7
+
+
+def test_kmeans_1d_properties():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, 500)
+    a = kmeans_1d(x, 8, np.random.default_rng(5))
+    b = kmeans_1d(x, 8, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)  # seeded: deterministic
+    assert np.all(np.diff(a) >= 0) and a.size == 8
+    # Lloyd converged: each centroid is the mean of the points nearest to it
+    near = np.abs(x[:, None] - a[None]).argmin(axis=1)
+    for j in range(8):
+        if (near == j).any():
+            assert abs(x[near == j].mean() - a[j]) < 1e-9
+    # better than uniform levels over the range
+    lv = np.linspace(x.min(), x.max(), 8)
+    assert (np.abs(x[:, None] - a[None]).min(1) ** 2).mean() < (np.abs(x[:, None] - lv[None]).min(1) ** 2).mean()
+    np.testing.assert_array_equal(kmeans_1d(np.array([3.0, 1.0, 3.0]), 4, np.random.default_rng(0)), [1, 3, 3, 3])
+
+
+def test_int8_8bit_codes_are_lossless_and_bit_exact():
+    g = stored(DET_I)
+    c = compress(g, CompressOptions(weight_bits=8, codebook="tensor"))
+    assert all(r["max_abs"] == 0 for r in run_pair(g, c, 2))
+
+
+# ---- low rank ----------------------------------------------------------------------------------
+
+def test_float_fc_split_into_two_fcs():
+    g = stored(CLS_F)
+    c = compress(g, CompressOptions(low_rank=4))
+    fcs = [n for n in c.graph.nodes if n.op == "FULLY_CONNECTED"]
+    split = [n for n in fcs if "/lowrank." in n.name]
+    assert len(split) >= 2 and len(c.graph.nodes) == len(g.nodes) + len(split) // 2
+    errs = run_pair(g, c)
+    assert all(np.isfinite(r["rel_l2"]) for r in errs)
+    # the pair computes x·B^T·A^T with A·B the rank-4 SVD of W: check against numpy
+    first = next(n for n in split if n.name.endswith(".0"))
+    second = next(n for n in split if n.name == first.name[:-1] + "1")
+    orig = next(n for n in g.nodes if n.name == first.name.split("/lowrank.")[0])
+    W = np.asarray(g.tensors[orig.inputs[1]].data, np.float64)
+    AB = np.asarray(c.graph.tensors[second.inputs[1]].data, np.float64) @ \
+        np.asarray(c.graph.tensors[first.inputs[1]].data, np.float64)
+    s = np.linalg.svd(W, compute_uv=False)
+    assert abs(np.linalg.norm(W - AB) - np.sqrt((s[4:] ** 2).sum())) < 1e-4 * np.linalg.norm(W)
+    assert dict(first.options)["fused_activation_function"] == 0
+    assert dict(second.options) == dict(orig.options)
+
+
+def test_int8_fc_and_lstm_low_rank_is_storage_only():
+    for path in (CLS_I, LSTM_F):
+        g = stored(path)
+        c = compress(g, CompressOptions(low_rank=2))
+        assert [n.op for n in c.graph.nodes if n.op != "FULLY_CONNECTED"] == \
+            [n.op for n in g.nodes if n.op != "FULLY_CONNECTED"]  # the LSTM stays one op
+        if path == CLS_I:  # int8 FCs are not split
+            assert len(c.graph.nodes) == len(g.nodes)
+        data = c.to_bytes()
+        lr = [e for e in enc_entries(data) if e["enc"].get("values") == "lowrank"]
+        assert lr, path
+        back = consts(read_xnn(data))
+        for e in lr:
+            w = back[e["name"]]
+            if w.dtype != np.int8:  # int8: rounded after the product, so only approximately rank 2
+                s = np.linalg.svd(w.astype(np.float64), compute_uv=False)
+                assert s[2:].max() < 1e-5 * s[0]
+            assert w.dtype == np.dtype(e["dtype"])
+        assert all(np.isfinite(r["rel_l2"]) for r in run_pair(g, c, 2))
+
+
+def test_energy_fraction_picks_enough_rank():
+    g = stored(LSTM_F)
+    c = compress(g, CompressOptions(low_rank=0.999))
+    for e in enc_entries(c.to_bytes()):
+        assert e["enc"].get("values") != "lowrank" or e["enc"]["rank"] >= 1
+
+
+# ---- composition, sizes, accuracy --------------------------------------------------------------
+
+def test_prune_4bit_entropy_compose():
+    g = stored(CLS_F)
+    opts = CompressOptions(prune=0.5, weight_bits=4, entropy="zlib")
+    c = compress(g, opts)
+    data = c.to_bytes()
+    encs = enc_entries(data)
+    assert any(e["enc"].get("layout") == "mask" and e["enc"].get("values") == "palette" for e in encs)
+    assert any(e["enc"].get("entropy") == "zlib" for e in encs)
+    back = consts(read_xnn(data))
+    for t in weight_targets(g):
+        w = back[g.tensors[t].name]
+        np.testing.assert_array_equal(w, c.graph.tensors[t].data)
+        assert (w == 0).mean() >= 0.5 - 1e-9
+    assert compress(g, opts).to_bytes() == data  # deterministic
+    plain = len(write_xnn(g))
+    bits4 = len(compress(g, CompressOptions(weight_bits=4)).to_bytes())
+    assert len(data) < bits4 < plain / 4
+    assert os.path.getsize(CLS_F) / len(data) > 8
+
+
+def test_sizes_shrink_as_expected():
+    g = stored(LSTM_I)
+    n_w = sum(g.tensors[t].size for t in weight_targets(g))
+    plain = len(write_xnn(g))
+    pruned = len(compress(g, CompressOptions(prune=0.75)).to_bytes())
+    # int8 weights: n bytes -> about n/8 (mask) + n/4 (nonzeros) + descriptors
+    assert plain - pruned > 0.55 * n_w
+    sizes = [len(compress(g, CompressOptions(weight_bits=b, codebook="tensor")).to_bytes()) for b in (2, 4, 6)]
+    assert sizes[0] < sizes[1] < sizes[2] < plain
+    assert plain - sizes[1] > 0.4 * n_w  # 4-bit indices: about half the weight bytes saved
+
+
+def test_error_shrinks_with_more_bits_and_models_stay_close():
+    g = stored(CLS_F)
+    errs = {b: run_pair(g, compress(g, CompressOptions(weight_bits=b, codec="uniform")), 2)[0]["rel_l2"]
+            for b in (2, 4, 7)}
+    assert errs[7] < errs[4] < errs[2]
+    assert errs[4] < 0.05  # measured about 2e-4 on this untrained fixture's near-uniform softmax
+    g = stored(LSTM_F)
+    e = run_pair(g, compress(g, CompressOptions(prune=0.3, weight_bits=5, entropy="lzma")), 2)[0]
+    assert e["rel_l2"] < 0.1
+
+
+def test_fp16_weights_compress_through_dequantize():
+    g = stored(DET_F16)
+    c = compress(g, CompressOptions(prune=0.25, weight_bits=4))
+    data = c.to_bytes()
+    half = [e for e in enc_entries(data) if e["dtype"] == "float16"]
+    assert half and any(e["enc"].get("values") == "palette" for e in half)
+    assert not any(n.op == "DEQUANTIZE" for n in load_graph(model_content=data).nodes)
+    assert all(np.isfinite(r["rel_l2"]) for r in run_pair(g, c, 1))
+
+
+def test_bidirectional_lstm_compresses_and_runs():
+    g = stored(BILSTM_I)
+    c = compress(g, CompressOptions(weight_bits=6, entropy="zlib"))
+    assert len(c.to_bytes()) < len(write_xnn(g))
+    assert all(np.isfinite(r["rel_l2"]) for r in run_pair(g, c, 1))
+
+
+def test_options_are_checked():
+    for bad in (dict(prune=1.0), dict(prune=-0.1), dict(weight_bits=9), dict(weight_bits=0),
+                dict(codec="huffman"), dict(low_rank=0), dict(low_rank=2.5), dict(entropy="gzip"),
+                dict(prune_channels=True), dict(codebook="row")):
+        with pytest.raises(XnnError):
+            compress(stored(DET_I), CompressOptions(**bad))
+
+
+# ---- corrupt encodings -------------------------------------------------------------------------
+
+def _compressed_parts(opts=CompressOptions(prune=0.5, weight_bits=4, entropy="zlib"), path=DET_I):
+    data = compress(stored(path), opts).to_bytes()
+    return header_and_weights(data)
+
+
+def _first_enc(h, pred=lambda e: True):
+    return next(e for e in h["tensors"] if "enc" in e and pred(e["enc"]))
+
+
+BAD_ENCODINGS = [
+    ("codec_name", lambda h: _first_enc(h).__setitem__("enc", {**_first_enc(h)["enc"], "entropy": "brotli"}),
+     "entropy codec 'brotli'"),
+    ("values_name", lambda h: _first_enc(h)["enc"].__setitem__("values", "huffman"), "values codec"),
+    ("layout_name", lambda h: _first_enc(h)["enc"].__setitem__("layout", "csr"), "layout 'csr'"),
+    ("unknown_key", lambda h: _first_enc(h)["enc"].__setitem__("level", 9), "unknown encoding key"),
+    ("enc_not_object", lambda h: _first_enc(h).__setitem__("enc", [1]), "'enc' must be an object"),
+    ("size_mismatch", lambda h: _first_enc(h, lambda e: "size" in e)["enc"].__setitem__(
+        "size", _first_enc(h, lambda e: "size" in e)["enc"]["size"] + 1), "enc size"),
+    ("size_missing", lambda h: _first_enc(h, lambda e: "size" in e)["enc"].pop("size"), "lacks 'size'"),
+    ("size_without_entropy", lambda h: _first_enc(h, lambda e: "size" not in e)["enc"].__setitem__("size", 3),
+     "only for entropy"),
+    ("rank_on_palette", lambda h: _first_enc(h, lambda e: "bits" in e)["enc"].__setitem__("rank", 1), "'rank'"),
+    ("bits_range", lambda h: _first_enc(h, lambda e: "bits" in e)["enc"].__setitem__("bits", 9), "bits"),
+    ("bits_str", lambda h: _first_enc(h, lambda e: "bits" in e)["enc"].__setitem__("bits", "4"), "bits"),
+    ("count_range", lambda h: _first_enc(h, lambda e: "count" in e)["enc"].__setitem__("count", 10 ** 9), "count"),
+    ("count_missing", lambda h: _first_enc(h, lambda e: "count" in e)["enc"].pop("count"), "'count' is required"),
+    ("axis_range", lambda h: _first_enc(h, lambda e: "axis" in e)["enc"].__setitem__("axis", 7), "axis"),
+    ("axis_negative", lambda h: _first_enc(h, lambda e: "axis" in e)["enc"].__setitem__("axis", -1), "axis"),
+    ("shared_int", lambda h: _first_enc(h, lambda e: "bits" in e)["enc"].__setitem__("shared", 1), "'shared'"),
+    ("dtype_int32_palette", lambda h: _first_enc(h, lambda e: "bits" in e).__setitem__("dtype", "int32"),
+     "need a dtype"),
+    ("shape_changed", lambda h: _first_enc(h, lambda e: "bits" in e and "size" not in e)["shape"].__setitem__(1, 9),
+     "encoding needs"),
+    ("scalar", lambda h: _first_enc(h).__setitem__("shape", []), "scalar"),
+    ("huge", lambda h: _first_enc(h, lambda e: "bits" not in e).__setitem__("shape", [1 << 16, 1 << 15]),
+     "above the"),
+    ("nbytes_past_end", lambda h: _first_enc(h)["data"].__setitem__(1, 1 << 40), "data size"),
+]
+
+
+@pytest.mark.parametrize("mutate,match", [b[1:] for b in BAD_ENCODINGS], ids=[b[0] for b in BAD_ENCODINGS])
+def test_malformed_encoding_is_xnn_error(mutate, match):
+    h, w = _compressed_parts()
+    mutate(h)
+    with pytest.raises(XnnError, match=match):
+        xnn.Interpreter(model_content=pack(h, w))
+
+
+def _replace_payload(h, w, entry, payload):
+    """Header and weights with `entry`'s stored bytes replaced (appended at the end)."""
+    w = bytes(w)
+    entry["data"] = [len(w), len(payload)]
+    return h, w + payload
+
+
+def test_corrupt_streams_are_xnn_errors():
+    h, w = _compressed_parts(CompressOptions(prune=0.5, entropy="zlib"), CLS_F)
+    e = _first_enc(h, lambda d: "entropy" in d and d.get("layout") == "mask")
+    off, n = e["data"]
+    good = zlib.decompress(w[off:off + n])
+    assert e["enc"]["size"] == len(good)
+    cases = {
+        "truncated": w[off:off + n - 3],
+        "garbage": bytes(i % 251 for i in range(n)),
+        "bomb": zlib.compress(good + bytes(1 << 20)),  # inflates far past the declared size
+        "too_short": zlib.compress(good[:-1]),
+        "trailing": w[off:off + n] + b"xyz",
+        "empty": b"",
+    }
+    bad_mask = bytearray(good)
+    bad_mask[0] ^= 1  # decodes, but the mask no longer has `count` bits set
+    cases["mask_count"] = zlib.compress(bytes(bad_mask))
+    for name, payload in cases.items():
+        hh = json.loads(json.dumps(h))
+        ent = next(x for x in hh["tensors"] if x["name"] == e["name"])
+        hh, ww = _replace_payload(hh, w, ent, payload)
+        with pytest.raises(XnnError, match="corrupt .xnn file: tensor"):
+            read_xnn(pack(hh, ww))
+
+
+def test_raw_payload_length_and_padding_checked():
+    h, w = _compressed_parts(CompressOptions(prune=0.5, weight_bits=3))
+    e = _first_enc(h, lambda d: d.get("layout") == "mask")
+    off, n = e["data"]
+    for payload, match in ((w[off:off + n - 1], "data bytes"), (w[off:off + n] + b"\0", "data bytes")):
+        hh = json.loads(json.dumps(h))
+        ent = next(x for x in hh["tensors"] if x["name"] == e["name"])
+        hh, ww = _replace_payload(hh, w, ent, payload)
+        with pytest.raises(XnnError, match=match):
+            read_xnn(pack(hh, ww))
+    count = e["enc"]["count"]
+    nel = int(np.prod(e["shape"]))
+    if nel % 8:  # a set bit past the last element
+        p = bytearray(w[off:off + n])
+        p[(nel + 7) // 8 - 1] |= 0x80
+        hh = json.loads(json.dumps(h))
+        ent = next(x for x in hh["tensors"] if x["name"] == e["name"])
+        hh, ww = _replace_payload(hh, w, ent, bytes(p))
+        with pytest.raises(XnnError, match="padding bits|bits set"):
+            read_xnn(pack(hh, ww))
+    assert count <= nel
+
+
+def test_int8_nonfinite_parameters_rejected():
+    with pytest.raises(XnnError, match="finite"):
+        decode_tensor({"values": "affine", "bits": 2, "shared": True},
+                      np.float32([np.nan, 1]).tobytes() + bytes(1), (4,), np.int8, "t")
+    payload = bytes(2 + 2) + np.float32([np.inf, 1]).tobytes() + np.float32([1, 1]).tobytes()
+    with pytest.raises(XnnError, match="finite"):
+        decode_tensor({"values": "lowrank", "rank": 1}, payload, (2, 2), np.int8, "t")
+
+
+def test_encodings_rejected_in_version_1_files():
+    h, w = _compressed_parts()
+    data = bytearray(pack(h, w))
+    struct.pack_into("<I", data, 4, 1)
+    with pytest.raises(XnnError, match="version 1"):
+        read_xnn(bytes(data))
+
+
+def test_compressed_header_corruption():
+    data = compress(stored(DET_I), CompressOptions(entropy="zlib")).to_bytes()
+    h_len = struct.unpack_from("<I", data, 8)[0]
+    hdr = data[PREFIX_NBYTES:PREFIX_NBYTES + h_len]
+    weights = data[struct.unpack_from("<Q", data, 16)[0]:]
+
+    def with_header(raw):
+        w_off = (PREFIX_NBYTES + len(raw) + 63) // 64 * 64
+        prefix = struct.pack("<4sIIIQQII", b"XNNF", 2, len(raw), zlib.crc32(raw), w_off, len(weights),
+                             zlib.crc32(weights), FLAG_HEADER_ZLIB)
+        return prefix + raw + bytes(w_off - PREFIX_NBYTES - len(raw)) + weights
+
+    assert with_header(hdr) == data
+    for bad in (hdr[:3], struct.pack("<I", 1 << 30) + hdr[4:], struct.pack("<I", 10) + hdr[4:],
+                hdr[:4] + b"junk" + hdr[8:], hdr[:-2], hdr + b"x"):
+        with pytest.raises(XnnError, match="corrupt"):
+            read_xnn(with_header(bad))
+
+
+def test_fuzzed_compressed_weights_never_crash():
+    """Flips in the weight section with the checksum recomputed: load works or raises XnnError."""
+    h, w = _compressed_parts(CompressOptions(prune=0.5, weight_bits=3, entropy="zlib"))
+    h2, w2 = _compressed_parts(CompressOptions(prune=0.4, prune_channels=True, weight_bits=5, codec="uniform"))
+    rng = np.random.default_rng(5)
+    seen = set()
+    for hh, ww in ((h, w), (h2, w2)):
+        for _ in range(40):
+            b = bytearray(ww)
+            for pos in rng.integers(0, len(b), size=int(rng.integers(1, 3))):
+                b[pos] ^= 1 << int(rng.integers(0, 8))
+            try:
+                read_xnn(pack(hh, bytes(b)))
+                seen.add("ok")
+            except XnnError:
+                seen.add("error")
+    assert "error" in seen
+
+
+# ---- calibration data --------------------------------------------------------------------------
+
+def _details(path=CLS_I):
+    return xnn.Interpreter(model_path=path).get_input_details()
+
+
+def test_calibration_npy_npz_and_stacks(tmp_path):
+    d = _details()  # int8 [1, 32, 32, 1]
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.uniform(0, 1, (32, 32, 1)).astype(np.float32))  # no batch, float: quantized
+    np.save(tmp_path / "b.npy", rng.integers(-128, 128, (3, 32, 32, 1)).astype(np.int8))  # a stack of 3
+    np.savez(tmp_path / "c.npz", **{d[0]["name"]: rng.integers(-128, 128, (1, 32, 32, 1)).astype(np.int8)})
+    (tmp_path / "README.txt").write_text("ignored")
+    feeds = load_calibration(str(tmp_path), d)
+    assert len(feeds) == 5 and all(f[0].dtype == np.int8 and f[0].shape == (1, 32, 32, 1) for f in feeds)
+    s, z = d[0]["quantization"]
+    np.testing.assert_array_equal(feeds[0][0], np.clip(np.rint(np.load(tmp_path / "a.npy") / s) + z,
+                                                       -128, 127).astype(np.int8)[None])
+    assert len(load_calibration(str(tmp_path), d, limit=2)) == 2
+
+
+def test_calibration_images(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    d = _details(CLS_F)  # float [1, 32, 32, 1]
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    feeds = load_calibration(str(tmp_path), d)
+    assert feeds[0][0].shape == (1, 32, 32, 1) and feeds[0][0].dtype == np.float32
+    assert 0 <= feeds[0][0].min() and feeds[0][0].max() <= 1
+    (tmp_path / "y.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(XnnError, match="cannot read calibration image"):
+        load_calibration(str(tmp_path), d)
+
+
+@pytest.mark.parametrize("setup,match", [
+    (lambda p: None, "holds no"),
+    (lambda p: np.save(p / "x.npy", np.zeros((1, 31, 32, 1), np.float32)), "does not match"),
+    (lambda p: np.save(p / "x.npy", np.array(["a"] * 4)), "not numeric"),
+    (lambda p: (p / "x.npy").write_bytes(b"\x93NUMPY garbage"), "cannot read calibration file"),
+    (lambda p: (p / "x.npy").write_bytes(b"hello"), "not a .npy"),
+    (lambda p: (p / "x.npz").write_bytes(b"PK garbage"), "cannot read calibration file"),
+    (lambda p: np.save(p / "x.npy", np.full((1, 32, 32, 1), 300, np.int32)), "outside int8"),
+])
+def test_bad_calibration_data(tmp_path, setup, match):
+    setup(tmp_path)
+    with pytest.raises(XnnError, match=match):
+        load_calibration(str(tmp_path), _details())
+
+
+def test_missing_calibration_dir(tmp_path):
+    with pytest.raises(XnnError, match="does not exist"):
+        load_calibration(str(tmp_path / "nope"), _details())
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "xnn.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_compress_report_random_inputs(tmp_path):
+    out = tmp_path / "m.xnn"
+    r = cli("convert", CLS_F, "-o", str(out), "--prune", "0.5", "--weight-bits", "4", "--entropy",
+            "--low-rank", "8", "--report")
+    assert r.returncode == 0, r.stderr
+    assert "[3/4] compressed" in r.stderr and f"[4/4] wrote {out}" in r.stderr and "k-means" in r.stderr
+    assert "stored as" in r.stdout and "kmeans4" in r.stdout and "zlib" in r.stdout and "low-rank" in r.stdout
+    assert f"-> {out.stat().st_size:,} bytes (" in r.stdout
+    assert "random inputs" in r.stdout and "relative L2" in r.stdout
+    assert os.path.getsize(CLS_F) / out.stat().st_size > 10
+    x = np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 1)).astype(np.float32)
+    y = xnn.Interpreter(model_path=str(out))(x)[0]
+    assert y.shape == (1, 12) and np.isfinite(y).all()
+
+
+def test_cli_compress_with_calibration(tmp_path):
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i in range(2):
+        np.save(cal / f"{i}.npy", np.random.default_rng(i).uniform(0, 1, (1, 16, 32, 1)).astype(np.float32))
+    out = tmp_path / "m.xnn"
+    r = cli("convert", LSTM_I, "-o", str(out), "--weight-bits", "5", "--weight-codec", "uniform",
+            "--prune", "0.3", "--prune-channels", "--entropy", "lzma", "--report", "--calib", str(cal))
+    assert r.returncode == 0, r.stderr
+    assert "2 calibration samples" in r.stdout and "random" not in r.stdout
+    assert "uniform5" in r.stdout and "channels zero" in r.stdout
+
+
+@pytest.mark.parametrize("args,match", [
+    (("--prune", "1.5"), "--prune must be"),
+    (("--low-rank", "0"), "--low-rank must be"),
+    (("--prune-channels",), "needs --prune"),
+    (("--weight-bits", "4", "--report", "--calib", "/nonexistent/dir"), "does not exist"),
+])
+def test_cli_bad_compression_args(tmp_path, args, match):
+    r = cli("convert", DET_I, "-o", str(tmp_path / "o.xnn"), *args)
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("xnn: error:") and match in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.xnn").exists()
+
+
+def test_cli_bad_calibration_after_writing_reports_error(tmp_path):
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    np.save(cal / "x.npy", np.zeros((2, 2), np.float32))
+    r = cli("convert", DET_I, "-o", str(tmp_path / "o.xnn"), "--weight-bits", "4", "--report", "--calib", str(cal))
+    assert r.returncode == 1 and "does not match the model input" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,795 @@
+"""Weight compression for .xnn files: low-rank factorization, magnitude pruning, sub-8-bit weights
+and entropy coding, each optional, applied in that order and composable.
+
+`compress(g, CompressOptions(...))` takes the graph an .xnn stores (after `graph_for_xnn`) and
+returns a `Compressed`: the graph whose constants hold exactly the values the file will decode to,
+plus per-tensor `Encoded` forms (descriptor + bytes, the layouts are specified in xnn_format.py).
+`write_xnn(c.graph, c.encodings, compress_header=...)` writes it; at load every encoded constant is
+expanded back to a dense array of its original dtype, so the kernels (and int8 bit-exactness
+against LiteRT on those weights) are unchanged.
+
+Weights compressed ("targets"): input 1 of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED /
+TRANSPOSE_CONV and every 2-D constant input of the LSTM ops, stored as int8 (symmetric: zero point
+0), float16 (through the DEQUANTIZE a float16 model keeps) or float32. The channel axis is the
+output channel: 0, or 3 for DEPTHWISE_CONV_2D ([1, kh, kw, C]), or the quantization axis of
+per-channel int8 weights. Biases and other constants are only entropy-coded.
+
+1. Low-rank (`low_rank`: an int R >= 1 is the rank; a float f in (0, 1) picks per matrix the
+   smallest r with sum_{i<r} s_i^2 >= f · sum_i s_i^2, s the singular values). W [M, N] ≈ A·B with
+   A = U_r·diag(sqrt(s_r)), B = diag(sqrt(s_r))·V_r^T (truncated SVD: the best rank-r
+   approximation in Frobenius norm).
+   - float32 FULLY_CONNECTED with float32 activations: the node becomes two, y = act((x·B^T)·A^T
+     + bias): FC(x, B [r, K], no bias) then FC(h, A [N, r], bias, act), when r·(N + K) < N·K.
+     The graph changes (fewer MACs too). Not done for int8 FCs: the intermediate h would need its
+     own int8 scale, an extra rounding step that LiteRT's int8 FC on the original weights does
+     not have, so the result could not stay bit-exact with any single-FC int8 model.
+   - LSTM weight matrices, and FC weights that cannot be split (int8, float16), are stored
+     factored and multiplied back at load to the original shape ("lowrank" values): a
+     storage-only compression; the op and its kernel are unchanged. int8 factors are int8 with a
+     float32 scale per row of A and per column of B, so the product at load is an exact integer
+     sum followed by one rounding (the same on every machine). Used only when the factors take
+     fewer bytes than the matrix (and, with weight_bits B, than B bits per element). Such
+     tensors are not pruned or palette-coded afterwards.
+2. Pruning (`prune` = fraction S in [0, 1)). Unstructured: the round(S·n) elements of smallest
+   |real value| (real = q·scale for int8: per-channel scales differ) become 0 (stable order on
+   ties). Channel-structured (`prune_channels`): the round(S·C) output channels of smallest L2 norm
+   of real values become 0. For int8 weights zero is exact in the quantized domain (zero point 0);
+   for float weights it is value zeroing. Biases are kept. Tensors with fewer than
+   `prune_min_size` elements are left unpruned (small early layers are the most sensitive, and
+   pruning them saves few bytes). Stored with an element mask (1 bit per
+   element) or a channel mask plus the stored values, when that is smaller than the dense array.
+3. Sub-8-bit values (`weight_bits` B): the stored (nonzero, when pruned) values of each group get
+   K = 2^B levels, indices bit-packed:
+   - "kmeans": 1-D k-means per group, k-means++ initialization from a seeded generator, Lloyd
+     iterations (in 1-D every cluster is an interval of the sorted values, so an iteration is a
+     search for the midpoints plus interval means). Centroids are rounded to the tensor's dtype
+     (int8: to integers, so the runtime still runs its exact int8 kernels on the expanded
+     weights), then every value takes its nearest rounded centroid. A group with <= K distinct
+     values keeps them exactly. Codebooks are per output channel, or one per tensor where
+     per-channel codebooks would cost more than 1 bit per stored weight (`codebook="auto"`).
+   - "uniform": per channel, lo = min, step = (max - lo)/(K - 1), q = round((w - lo)/step) and the
+     value float32(lo + step·q) (int8: rounded to an integer), stored as (lo, step) per channel.
+   A coded tensor keeps its original (lossless) form where coding would not make it smaller.
+4. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
+   are deflated when that makes them smaller, and the JSON header is stored zlib-compressed.
+   Such a tensor is inflated into a new array at load: it is no longer memory-mapped zero-copy.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import XnnError
+from ..ir import Graph, Node, TensorSpec, frozen_options
+from .xnn_format import ENC_ENTROPY, Encoded, _channel_of, decode_tensor, deflate, pack_uint, write_xnn
+
+CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
+LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
+CODECS = ("kmeans", "uniform")
+CODEBOOKS = ("auto", "channel", "tensor")
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    prune: float = 0.0  # fraction of each weight tensor's elements (or channels) set to zero
+    prune_channels: bool = False  # prune whole output channels (smallest L2 norm)
+    prune_min_size: int = 0  # weight tensors with fewer elements are not pruned
+    weight_bits: int | None = None  # 1..8: palette/uniform codes of this many bits
+    codec: str = "kmeans"  # "kmeans" | "uniform"
+    codebook: str = "auto"  # kmeans codebooks: "channel" | "tensor" | "auto"
+    low_rank: float | None = None  # rank (int >= 1) or retained energy fraction in (0, 1)
+    entropy: str | None = None  # "zlib" | "lzma"
+    kmeans_iters: int = 30
+    seed: int = 0
+
+    def check(self) -> "CompressOptions":
+        if not (isinstance(self.prune, (int, float)) and 0.0 <= self.prune < 1.0):
+            raise XnnError(f"--prune must be a fraction in [0, 1), got {self.prune!r}")
+        if not (isinstance(self.prune_min_size, int) and self.prune_min_size >= 0):
+            raise XnnError(f"--prune-min-size must be a non-negative integer, got {self.prune_min_size!r}")
+        if self.prune_channels and not self.prune:
+            raise XnnError("--prune-channels needs --prune S (the fraction of channels to remove)")
+        if self.weight_bits is not None and not (isinstance(self.weight_bits, int) and 1 <= self.weight_bits <= 8):
+            raise XnnError(f"--weight-bits must be an integer in 1..8, got {self.weight_bits!r}")
+        if self.codec not in CODECS:
+            raise XnnError(f"--weight-codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if self.codebook not in CODEBOOKS:
+            raise XnnError(f"codebook must be one of {', '.join(CODEBOOKS)}, got {self.codebook!r}")
+        if self.low_rank is not None:
+            r = self.low_rank
+            if not isinstance(r, (int, float)) or not (0 < r < 1 or (r >= 1 and float(r).is_integer())):
+                raise XnnError(f"--low-rank must be a rank (integer >= 1) or an energy fraction in (0, 1), got {r!r}")
+        if self.entropy is not None and self.entropy not in ENC_ENTROPY:
+            raise XnnError(f"--entropy must be one of {', '.join(ENC_ENTROPY)}, got {self.entropy!r}")
+        if not (isinstance(self.kmeans_iters, int) and self.kmeans_iters >= 0):
+            raise XnnError("kmeans_iters must be a non-negative integer")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prune or self.weight_bits or self.low_rank is not None or self.entropy)
+
+
+class Compressed(NamedTuple):
+    graph: Graph  # constants hold the values the file decodes to
+    encodings: dict  # tensor index -> Encoded
+    notes: dict  # tensor index -> short description of how it is stored ("mask 50% kmeans4/ch zlib")
+    header_compressed: bool
+
+    def to_bytes(self) -> bytes:
+        return write_xnn(self.graph, self.encodings, compress_header=self.header_compressed)
+
+
+@dataclass
+class Target:
+    """A weight tensor to compress: its channel axis and what reads it."""
+
+    axis: int
+    kind: str  # "conv" | "fc" | "lstm"
+    readers: list = field(default_factory=list)  # node positions
+
+
+def _progress(fn, msg):
+    if fn is not None:
+        fn(msg)
+
+
+# ---- finding the weights -----------------------------------------------------------------------
+
+def _source(g: Graph, t: int, producers: dict):
+    """The stored constant behind input t: t itself, or the float16 constant a DEQUANTIZE widens."""
+    spec = g.tensors[t]
+    if spec.is_variable:
+        return None
+    if spec.data is not None:
+        return t
+    p = producers.get(t)
+    if p is not None:
+        node = g.nodes[p]
+        if node.op == "DEQUANTIZE" and len(node.inputs) == 1 and node.inputs[0] >= 0:
+            s = g.tensors[node.inputs[0]]
+            if s.data is not None and not s.is_variable and np.dtype(s.dtype) == np.float16:
+                return node.inputs[0]
+    return None
+
+
+def weight_targets(g: Graph) -> dict:
+    """tensor index -> Target for the weights this module compresses (see the module docstring)."""
+    producers = g.producers()
+    found: dict = {}
+    bad = set()
+    for pos, node in enumerate(g.nodes):
+        cands = []
+        if node.op in CONV_AXIS and len(node.inputs) > 1 and node.inputs[1] >= 0:
+            cands.append((node.inputs[1], CONV_AXIS[node.op], "fc" if node.op == "FULLY_CONNECTED" else "conv"))
+        elif node.op in LSTM_OPS:
+            for t in node.inputs[1:]:
+                if t >= 0 and len(g.tensors[t].shape) == 2:
+                    cands.append((t, 0, "lstm"))
+        for t, axis, kind in cands:
+            src = _source(g, t, producers)
+            if src is None:
+                continue
+            spec = g.tensors[src]
+            dt = np.dtype(spec.dtype).name
+            if dt not in ("int8", "float16", "float32") or spec.size == 0 or len(spec.shape) <= axis:
+                continue
+            if dt == "int8":
+                q = spec.quant
+                if q is None or np.any(np.asarray(q.zero_point) != 0):
+                    continue  # asymmetric or unquantized int8: zero is not 0
+                if q.per_channel:
+                    axis = q.axis
+            if src in found and (found[src].axis != axis or found[src].kind != kind):
+                bad.add(src)
+            found.setdefault(src, Target(axis, kind)).readers.append(pos)
+    return {t: v for t, v in found.items() if t not in bad}
+
+
+def _real_scale(spec: TensorSpec, axis: int) -> np.ndarray:
+    """Per-element factor from stored values to real values, broadcastable to the tensor."""
+    if np.dtype(spec.dtype) != np.int8:
+        return np.ones(1)
+    q = spec.quant
+    s = np.asarray(q.scale, np.float64)
+    if s.size == 1:
+        return s.reshape((1,) * len(spec.shape))
+    shape = [1] * len(spec.shape)
+    shape[q.axis] = s.size
+    return s.reshape(shape)
+
+
+# ---- low-rank ----------------------------------------------------------------------------------
+
+def _rank_for(s: np.ndarray, spec: float) -> int:
+    """The rank asked for: an integer rank (capped), or the smallest one keeping `spec` of the energy."""
+    if spec >= 1:
+        return max(1, min(int(spec), s.size))
+    e = np.cumsum(s.astype(np.float64) ** 2)
+    if e[-1] <= 0:
+        return 1
+    return int(min(s.size, np.searchsorted(e / e[-1], spec) + 1))
+
+
+def _svd_factors(w: np.ndarray, spec: float):
+    """(A [M, r], B [r, N], r) with A·B the truncated SVD of w (float64), or None for a matrix with
+    non-finite values."""
+    w = np.asarray(w, np.float64)
+    if not np.all(np.isfinite(w)):
+        return None
+    try:
+        u, s, vt = np.linalg.svd(w, full_matrices=False)
+    except np.linalg.LinAlgError:
+        return None
+    r = _rank_for(s, spec)
+    root = np.sqrt(s[:r])
+    return u[:, :r] * root, root[:, None] * vt[:r], r
+
+
+def _split_fc(g: Graph, pos: int, spec: float, progress) -> Graph | None:
+    """Replace a float32 FC at node position `pos` by two FCs through rank r, if that saves bytes."""
+    node = g.nodes[pos]
+    x, w_t = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else -1
+    w, xs, ys = g.tensors[w_t], g.tensors[x], g.tensors[node.outputs[0]]
+    if int(node.options.get("weights_format", 0)) != 0 or len(node.outputs) != 1:
+        return None
+    if any(np.dtype(s.dtype) != np.float32 for s in (w, xs, ys)) or w.data is None:
+        return None
+    if bias >= 0 and (g.tensors[bias].data is None or np.dtype(g.tensors[bias].dtype) != np.float32):
+        return None
+    N, K = w.shape
+    got = _svd_factors(w.data, spec)
+    if got is None:
+        return None
+    a, b, r = got
+    if r * (N + K) >= N * K:
+        return None
+    keep = bool(node.options.get("keep_num_dims", False))
+    total = int(np.prod(xs.shape, dtype=np.int64))
+    if total % K:
+        return None
+    h_shape = tuple(xs.shape[:-1]) + (r,) if keep else (total // K, r)
+    n = len(g.tensors)
+    new_t = (TensorSpec(f"{w.name}/lowrank_in", (r, K), np.dtype(np.float32), data=_ro(b.astype(np.float32))),
+             TensorSpec(f"{w.name}/lowrank_out", (N, r), np.dtype(np.float32), data=_ro(a.astype(np.float32))),
+             TensorSpec(f"{ys.name}/lowrank_h", h_shape, np.dtype(np.float32)))
+    first = Node("FULLY_CONNECTED", (x, n, -1), (n + 2,),
+                 frozen_options({**node.options, "fused_activation_function": 0}),
+                 version=node.version, name=f"{node.name}/lowrank.0")
+    second = Node("FULLY_CONNECTED", (n + 2, n + 1, bias), node.outputs, node.options,
+                  version=node.version, name=f"{node.name}/lowrank.1")
+    _progress(progress, f"  low-rank {node.name}: [{N}, {K}] -> [{r}, {K}] + [{N}, {r}] (two FCs)")
+    return g.replace(tensors=g.tensors + new_t,
+                     nodes=g.nodes[:pos] + (first, second) + g.nodes[pos + 1:])
+
+
+def _lowrank_encoding(spec: TensorSpec, rank_spec: float):
+    """Stored factors of a 2-D weight (see xnn_format "lowrank"), or None when not smaller."""
+    w = np.asarray(spec.data)
+    dt = np.dtype(spec.dtype)
+    M, N = w.shape
+    got = _svd_factors(w, rank_spec)
+    if got is None:
+        return None
+    a, b, r = got
+    if dt == np.int8:
+        if r * (M + N) + 4 * (M + N) >= M * N:
+            return None
+        # int8 factors: A_i = su_i·Aq_i, B_:j = sv_j·Bq_:j with |Aq|, |Bq| <= 127
+        su = np.abs(a).max(axis=1) / 127.0
+        sv = np.abs(b).max(axis=0) / 127.0
+        su[su == 0] = 1.0
+        sv[sv == 0] = 1.0
+        su, sv = su.astype(np.float32), sv.astype(np.float32)
+        aq = np.clip(np.rint(a / su[:, None]), -127, 127).astype(np.int8)
+        bq = np.clip(np.rint(b / sv[None, :]), -127, 127).astype(np.int8)
+        payload = aq.tobytes() + bq.tobytes() + su.astype("<f4").tobytes() + sv.astype("<f4").tobytes()
+    else:
+        if 4 * r * (M + N) >= dt.itemsize * M * N:
+            return None
+        payload = a.astype("<f4").tobytes() + b.astype("<f4").tobytes()
+    return {"values": "lowrank", "rank": int(r)}, payload, r
+
+
+# ---- pruning -----------------------------------------------------------------------------------
+
+def prune_weights(spec: TensorSpec, axis: int, frac: float, channels: bool):
+    """(pruned array, kept-channel mask or None) for one weight tensor (module docstring, step 2)."""
+    w = np.asarray(spec.data)
+    real = np.abs(w.astype(np.float64) * _real_scale(spec, axis))
+    out = w.copy()
+    if channels:
+        C = w.shape[axis]
+        k = int(round(frac * C))
+        norms = np.sqrt((np.moveaxis(real, axis, 0).reshape(C, -1) ** 2).sum(axis=1))
+        kept = np.ones(C, bool)
+        kept[np.argsort(norms, kind="stable")[:k]] = False
+        idx = [slice(None)] * w.ndim
+        idx[axis] = ~kept
+        out[tuple(idx)] = 0
+        return out, kept
+    k = int(round(frac * w.size))
+    flat = out.reshape(-1)
+    flat[np.argsort(real.reshape(-1), kind="stable")[:k]] = 0
+    return out, None
+
+
+# ---- palette and uniform codes -----------------------------------------------------------------
+
+def kmeans_1d(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
+    """k sorted centroids of the values x (float64) by k-means++ seeding and Lloyd iterations.
+
+    With <= k distinct values the centroids are those values (the last repeated): exact. In 1-D,
+    the points nearest each of sorted centroids c_0 <= ... <= c_{k-1} are the sorted values between
+    consecutive midpoints (c_j + c_{j+1})/2, so one Lloyd step is k-1 binary searches and k interval
+    means from a prefix sum; an empty cluster keeps its centroid.
+    """
+    x = np.sort(np.asarray(x, np.float64).ravel())
+    uniq = np.unique(x)
+    if uniq.size <= k:
+        return np.concatenate([uniq, np.full(k - uniq.size, uniq[-1] if uniq.size else 0.0)])
+    n = x.size
+    # k-means++: the first centre uniformly, each next with probability proportional to D(x)^2,
+    # the squared distance to the nearest centre chosen so far
+    centres = [x[int(rng.integers(n))]]
+    d2 = (x - centres[0]) ** 2
+    for _ in range(1, k):
+        cum = np.cumsum(d2)
+        i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        centres.append(x[min(i, n - 1)])
+        d2 = np.minimum(d2, (x - centres[-1]) ** 2)
+    c = np.sort(np.array(centres))
+    prefix = np.concatenate([[0.0], np.cumsum(x)])
+    for _ in range(iters):
+        cut = np.searchsorted(x, (c[1:] + c[:-1]) / 2, side="right")
+        lo = np.concatenate([[0], cut])
+        hi = np.concatenate([cut, [n]])
+        cnt = hi - lo
+        new = np.where(cnt > 0, (prefix[hi] - prefix[lo]) / np.maximum(cnt, 1), c)
+        new = np.sort(new)
+        if np.array_equal(new, c):
+            break
+        c = new
+    return c
+
+
+def _cast_levels(c: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Centroids as values of the tensor's dtype (int8: rounded half to even, clipped)."""
+    if dtype == np.int8:
+        return np.clip(np.rint(c), -128, 127).astype(np.int8)
+    return c.astype(dtype)
+
+
+def nearest(book: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of the ascending `book` for each x (ties go to the lower entry)."""
+    b = book.astype(np.float64)
+    return np.searchsorted((b[1:] + b[:-1]) / 2, np.asarray(x, np.float64), side="left")
+
+
+class _Values(NamedTuple):
+    desc: dict
+    payload: bytes  # the value part of the payload
+    note: str
+
+
+def _palette(vals, groups, G, bits, dtype, opts, seed) -> _Values:
+    """k-means codebooks for G groups of the stored values (step 3)."""
+    K = 1 << bits
+    books = np.zeros((G, K), dtype)
+    idx = np.zeros(vals.size, np.uint16)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(G + 1))
+    x64 = vals.astype(np.float64)
+    for gi in range(G):
+        sel = order[bounds[gi]:bounds[gi + 1]]
+        if sel.size == 0:
+            continue
+        rng = np.random.default_rng(list(seed) + [gi])
+        c = kmeans_1d(x64[sel], K, rng, opts.kmeans_iters)
+        book = np.sort(_cast_levels(c, dtype))
+        books[gi] = book
+        idx[sel] = nearest(book, x64[sel])
+    return _Values({"values": "palette", "bits": bits}, books.astype(dtype.newbyteorder("<")).tobytes()
+                   + pack_uint(idx, bits), f"kmeans{bits}")
+
+
+def _affine(vals, groups, G, bits, dtype) -> _Values:
+    """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)."""
+    K = 1 << bits
+    x = vals.astype(np.float64)
+    lo = np.zeros(G, np.float64)
+    hi = np.zeros(G, np.float64)
+    has = np.bincount(groups, minlength=G) > 0
+    lo[:] = np.inf
+    hi[:] = -np.inf
+    np.minimum.at(lo, groups, x)
+    np.maximum.at(hi, groups, x)
+    lo[~has] = 0
+    hi[~has] = 0
+    lo32 = lo.astype(np.float32)
+    step32 = ((hi - lo32.astype(np.float64)) / (K - 1)).astype(np.float32)
+    s = step32.astype(np.float64)[groups]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s > 0, np.rint((x - lo32.astype(np.float64)[groups]) / np.where(s > 0, s, 1)), 0)
+    q = np.clip(q, 0, K - 1).astype(np.uint16)
+    params = np.stack([lo32, step32], axis=1).astype("<f4")
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = lo32 + step32 * np.float32(K - 1)  # the largest level, as the decoder computes it
+    if not (np.all(np.isfinite(params)) and np.all(np.isfinite(top))):
+        return None
+    return _Values({"values": "affine", "bits": bits}, params.tobytes() + pack_uint(q, bits), f"uniform{bits}")
+
+
+def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool, opts: CompressOptions,
+                   progress, label: str):
+    """(Encoded or None, decoded array, note) for one (possibly pruned) weight tensor: the smallest
+    of dense, sparse (pruned: element or channel mask) and, with weight_bits, coded values; a lossy
+    code only where it is smaller than both lossless forms."""
+    w = np.asarray(spec.data)
+    dt = np.dtype(spec.dtype)
+    le = dt.newbyteorder("<")
+    shape, n, axis = tuple(spec.shape), w.size, target.axis
+    flat = w.reshape(-1)
+    chan = _channel_of(shape, axis)
+    sel_desc, sel_bytes, mask = {}, b"", None
+    if kept is not None:
+        sel_desc = {"layout": "channels", "axis": axis, "count": int(kept.sum())}
+        sel_bytes = np.packbits(kept.astype(np.uint8), bitorder="little").tobytes()
+        mask = kept[chan]
+    elif pruned:
+        mask = flat != 0
+        sel_desc = {"layout": "mask", "count": int(mask.sum())}
+        sel_bytes = np.packbits(mask.astype(np.uint8), bitorder="little").tobytes()
+    vals = flat if mask is None else flat[mask]
+    m = vals.size
+    # lossless forms: (size, desc, payload, note)
+    forms = [(n * dt.itemsize, None, None, "")]
+    if sel_desc:
+        forms.append((len(sel_bytes) + m * dt.itemsize, dict(sel_desc), sel_bytes + vals.astype(le).tobytes(), ""))
+    best = min(forms, key=lambda f: f[0])  # min keeps the first (dense) on ties
+    finite = dt.kind != "f" or bool(np.all(np.isfinite(vals)))
+    if opts.weight_bits and not finite:
+        best = best[:3] + ("non-finite values: kept exact",)
+    elif opts.weight_bits:
+        bits = opts.weight_bits
+        K = 1 << bits
+        ch = chan if mask is None else chan[mask]
+        if kept is not None:
+            ch = (np.cumsum(kept) - 1)[ch]  # group = rank among kept channels
+            G = int(kept.sum())
+        else:
+            G = shape[axis]
+        if opts.codebook == "tensor":
+            shared = True
+        elif opts.codebook == "channel" or opts.codec == "uniform":
+            shared = False
+        else:  # auto: per-channel unless its codebooks cost more than 1 bit per stored weight
+            shared = G * K * dt.itemsize * 8 > max(m, 1)
+        groups = np.zeros(m, np.int64) if shared else ch.astype(np.int64)
+        Gs = 1 if shared else G
+        if opts.codec == "kmeans":
+            _progress(progress, f"  k-means {label}: {Gs} codebook{'s' if Gs != 1 else ''} of {K}, "
+                                f"{m:,} weights")
+            v = _palette(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
+        else:
+            v = _affine(vals, groups, Gs, bits, dt)
+        if v is None:  # a range beyond float32
+            v = _Values({}, b"", f"uniform{bits} overflows: kept exact")
+        desc = {**sel_desc, **v.desc}
+        if shared:
+            desc["shared"] = True
+        else:
+            desc["axis"] = axis
+        size = len(sel_bytes) + len(v.payload)
+        if v.desc and size < best[0]:
+            best = (size, desc, sel_bytes + v.payload, v.note + ("/tensor" if shared else "/ch"))
+        else:
+            best = best[:3] + (v.note if not v.desc else f"{v.note} not smaller: kept exact",)
+    size, desc, payload, note = best
+    if desc is not None:
+        if desc.get("layout") == "mask":
+            note = f"mask {100 * (1 - desc['count'] / n):.0f}% zero {note}".strip()
+        elif desc.get("layout") == "channels":
+            note = f"{shape[axis] - desc['count']}/{shape[axis]} channels zero {note}".strip()
+    elif pruned and n:
+        note = f"dense ({100 * np.count_nonzero(flat == 0) / n:.0f}% zero) {note}".strip()
+    if desc is None:
+        return None, w, note
+    decoded = decode_tensor(desc, memoryview(payload), shape, dt, f"tensor {t} '{spec.name}'")
+    return Encoded(desc, payload), decoded, note
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+
+def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
+    """Apply the requested steps to the graph an .xnn stores (module docstring). `progress` gets
+    one-line messages for long steps (the CLI prints them to stderr)."""
+    opts.check()
+    encodings: dict = {}
+    notes: dict = {}
+    lowrank_done = set()
+
+    # 1. low rank
+    if opts.low_rank is not None:
+        pos = 0
+        while pos < len(g.nodes):
+            node = g.nodes[pos]
+            if node.op == "FULLY_CONNECTED" and len(node.inputs) > 1 and node.inputs[1] >= 0:
+                consumers = g.consumers().get(node.inputs[1], [])
+                if len(consumers) == 1 and node.inputs[1] not in g.outputs:
+                    new = _split_fc(g, pos, opts.low_rank, progress)
+                    if new is not None:
+                        g = new
+                        pos += 2
+                        continue
+            pos += 1
+        for t, tg in sorted(weight_targets(g).items()):
+            spec = g.tensors[t]
+            if tg.kind not in ("fc", "lstm") or len(spec.shape) != 2:
+                continue
+            if tg.kind == "fc" and np.dtype(spec.dtype) == np.float32 and spec.data is not None and all(
+                    g.nodes[p].inputs[1] == t for p in tg.readers):
+                continue  # a float32 FC that was not worth splitting is not worth factoring either
+            got = _lowrank_encoding(spec, opts.low_rank)
+            if got is None:
+                continue
+            desc, payload, r = got
+            if opts.weight_bits and len(payload) >= spec.size * opts.weight_bits / 8:
+                _progress(progress, f"  low-rank {spec.name[:60]}: rank {r} factors are not smaller than "
+                                    f"{opts.weight_bits}-bit codes: not factored")
+                continue
+            what = f"tensor {t} '{spec.name}'"
+            decoded = decode_tensor(desc, memoryview(payload), tuple(spec.shape), np.dtype(spec.dtype), what)
+            g = _with_data(g, t, decoded)
+            encodings[t] = Encoded(desc, payload)
+            notes[t] = f"lowrank r={r}"
+            lowrank_done.add(t)
+            _progress(progress, f"  low-rank {spec.name[:60]}: {list(spec.shape)} stored as rank {r} factors")
+
+    # 2-3. pruning and sub-8-bit codes
+    if opts.prune or opts.weight_bits:
+        targets = [(t, tg) for t, tg in sorted(weight_targets(g).items()) if t not in lowrank_done]
+        for k, (t, tg) in enumerate(targets):
+            spec = g.tensors[t]
+            label = f"{k + 1}/{len(targets)} {g.nodes[tg.readers[0]].name[:48]}"
+            kept = None
+            prune = bool(opts.prune) and spec.size >= opts.prune_min_size
+            if prune:
+                pruned, kept = prune_weights(spec, tg.axis, opts.prune, opts.prune_channels)
+                g = _with_data(g, t, pruned)
+                spec = g.tensors[t]
+            enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label)
+            if decoded is not spec.data:
+                g = _with_data(g, t, decoded)
+            if enc is not None:
+                encodings[t] = enc
+            if note:
+                notes[t] = note
+
+    # 4. entropy coding of every constant's stored bytes
+    if opts.entropy:
+        used = set()
+        for node in g.nodes:
+            used.update(node.inputs)
+        for t, spec in enumerate(g.tensors):
+            if t not in used or spec.data is None or spec.is_variable or spec.size == 0 or not spec.shape:
+                continue
+            dt = np.dtype(spec.dtype)
+            if t in encodings:
+                desc, payload = encodings[t]
+            else:
+                desc, payload = {}, np.ascontiguousarray(spec.data, dt.newbyteorder("<")).tobytes()
+            z = deflate(opts.entropy, payload)
+            if len(z) < len(payload):
+                encodings[t] = Encoded({**desc, "entropy": opts.entropy, "size": len(payload)}, z)
+                notes[t] = (notes.get(t, "") + f" {opts.entropy}").strip()
+    return Compressed(g, encodings, notes, bool(opts.entropy))
+
+
+def _with_data(g: Graph, t: int, data: np.ndarray) -> Graph:
+    spec = g.tensors[t]
+    new = TensorSpec(spec.name, spec.shape, spec.dtype, spec.quant, _ro(data), spec.is_variable)
+    return g.replace(tensors=g.tensors[:t] + (new,) + g.tensors[t + 1:])
+
+
+# ---- calibration data and output error ---------------------------------------------------------
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
+
+
+def _looks_like_image(d: dict) -> bool:
+    s = [int(v) for v in d["shape"]]
+    return len(s) == 4 and s[0] == 1 and s[3] in (1, 3) and s[1] >= 4 and s[2] >= 4
+
+
+def _to_input(x: np.ndarray, d: dict, where: str) -> np.ndarray:
+    """An array as the model input `d` takes it: batch dimension added if missing, real values
+    quantized for an integer input with quantization (q = clip(round(x/scale) + zero_point))."""
+    shape = tuple(int(v) for v in d["shape"])
+    dt = np.dtype(d["dtype"])
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise XnnError(f"{where}: dtype {x.dtype} is not numeric")
+    if x.shape != shape and x.shape == shape[1:] and shape[:1] == (1,):
+        x = x[None]
+    if x.shape != shape:
+        raise XnnError(f"{where}: shape {list(x.shape)} does not match the model input "
+                       f"'{d['name']}' {list(shape)}")
+    if dt.kind in "iu" and x.dtype.kind == "f":
+        scale, zp = d.get("quantization", (0.0, 0))
+        if not scale:
+            raise XnnError(f"{where}: float data for the unquantized integer input '{d['name']}'")
+        info = np.iinfo(dt)
+        x = np.clip(np.rint(x.astype(np.float64) / scale) + zp, info.min, info.max)
+    elif dt.kind == "f" and x.dtype.kind not in "biuf":
+        raise XnnError(f"{where}: dtype {x.dtype} for a float input")
+    elif dt.kind in "iu" and x.dtype.kind in "iu":
+        info = np.iinfo(dt)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise XnnError(f"{where}: values outside {dt.name} for input '{d['name']}'")
+    return np.ascontiguousarray(x.astype(dt))
+
+
+def _batch_split(x: np.ndarray, d: dict):
+    """A stack of samples [N, ...] for a batch-1 input becomes N arrays; anything else one array."""
+    shape = tuple(int(v) for v in d["shape"])
+    if shape[:1] == (1,) and x.ndim == len(shape) and x.shape[1:] == shape[1:] and x.shape[0] > 1:
+        return [x[i:i + 1] for i in range(x.shape[0])]
+    return [x]
+
+
+def _load_image(path: str, d: dict) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise XnnError("image calibration data needs Pillow (pip install pillow), or give .npy files") from None
+    _, h, w, c = (int(v) for v in d["shape"])
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+            x = np.asarray(im, np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError) as e:
+        raise XnnError(f"cannot read calibration image '{path}': {e}") from None
+    return x.reshape(1, h, w, c)
+
+
+def load_calibration(directory: str, input_details: list, limit: int = 16) -> list:
+    """Feeds (one list of input arrays per sample) from a directory of .npy files (one array per
+    file, the input's shape with or without its batch dimension, or a stack [N, ...] of samples),
+    .npz files (one array per input, by input name or in order) or, for an image-like input
+    [1, H, W, 1|3], image files (Pillow: grayscale/RGB, resized to W×H, scaled to [0, 1]); float
+    data for an integer input is quantized with the input's scale and zero point. At most `limit`
+    samples, files in name order. Anything unusable is an XnnError."""
+    if not os.path.isdir(directory):
+        raise XnnError(f"calibration directory '{directory}' does not exist or is not a directory")
+    names = sorted(os.listdir(directory))
+    image_ok = len(input_details) == 1 and _looks_like_image(input_details[0])
+    usable = [f for f in names if f.lower().endswith((".npy", ".npz"))
+              or (image_ok and f.lower().endswith(IMAGE_EXTS))]
+    if not usable:
+        kinds = ".npy/.npz" + (" or image" if image_ok else "")
+        raise XnnError(f"calibration directory '{directory}' holds no {kinds} files")
+    feeds = []
+    for f in usable:
+        if len(feeds) >= limit:
+            break
+        path = os.path.join(directory, f)
+        low = f.lower()
+        if low.endswith(".npy"):
+            if len(input_details) != 1:
+                raise XnnError(f"'{path}': the model takes {len(input_details)} inputs: give .npz files "
+                               "with one array per input")
+            x = _load_npy(path)
+            for part in _batch_split(x, input_details[0]):
+                feeds.append([_to_input(part, input_details[0], path)])
+        elif low.endswith(".npz"):
+            arrays = _load_npz(path)
+            by_name = [d["name"] for d in input_details]
+            if all(n in arrays for n in by_name):
+                xs = [arrays[n] for n in by_name]
+            elif len(arrays) == len(input_details):
+                xs = list(arrays.values())
+            else:
+                raise XnnError(f"'{path}': holds arrays {sorted(arrays)[:6]}, the model's inputs are {by_name}")
+            feeds.append([_to_input(x, d, path) for x, d in zip(xs, input_details)])
+        else:
+            x = _load_image(path, input_details[0])
+            feeds.append([_to_input(x, input_details[0], path)])
+    return feeds[:limit]
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise XnnError(f"calibration file '{path}' is not a .npy file")
+        return np.load(path, allow_pickle=False)
+    except XnnError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise XnnError(f"cannot read calibration file '{path}': {e}") from None
+
+
+def _load_npz(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError) as e:
+        raise XnnError(f"cannot read calibration file '{path}': {e}") from None
+    except Exception as e:  # zipfile.BadZipFile and friends
+        raise XnnError(f"cannot read calibration file '{path}': {type(e).__name__}: {e}") from None
+
+
+def random_feeds(input_details: list, count: int = 8, seed: int = 0) -> list:
+    """Seeded random inputs: uniform [0, 1) for float inputs, the full range for integer ones."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        one = []
+        for d in input_details:
+            dt = np.dtype(d["dtype"])
+            shape = tuple(int(v) for v in d["shape"])
+            if dt.kind in "iu":
+                info = np.iinfo(dt)
+                one.append(rng.integers(info.min, info.max + 1, shape).astype(dt))
+            else:
+                one.append(rng.uniform(0, 1, shape).astype(dt))
+        feeds.append(one)
+    return feeds
+
+
+def output_error(reference, candidate, feeds: list) -> list:
+    """Per model output, the difference of `candidate` from `reference` (two Interpreters) over
+    the feeds, in real units (integer outputs dequantized): dict with max_abs, mean_abs,
+    rel_l2 = ||y - y_ref|| / ||y_ref||, and argmax_agree (the fraction of positions whose argmax
+    over the last axis agrees, for outputs with a last axis > 1; None otherwise). Variables (LSTM
+    state) are reset before each sample."""
+    outs = reference.get_output_details()
+    acc = [{"name": d["name"], "max_abs": 0.0, "sum_abs": 0.0, "count": 0, "d2": 0.0, "r2": 0.0,
+            "agree": 0, "pos": 0} for d in outs]
+
+    def real(y, d):
+        y = np.asarray(y, np.float64)
+        scale, zp = d.get("quantization", (0.0, 0))
+        return (y - zp) * scale if np.dtype(d["dtype"]).kind in "iu" and scale else y
+
+    for feed in feeds:
+        for it in (reference, candidate):  # each sample from the initial LSTM state
+            if hasattr(it, "reset_all_variables"):
+                it.reset_all_variables()
+        ys = [np.array(y) for y in reference(list(feed))]
+        zs = [np.array(z) for z in candidate(list(feed))]
+        for a, d, y, z in zip(acc, outs, ys, zs):
+            ry, rz = real(y, d), real(z, d)
+            diff = np.abs(rz - ry)
+            a["max_abs"] = max(a["max_abs"], float(diff.max(initial=0.0)))
+            a["sum_abs"] += float(diff.sum())
+            a["count"] += diff.size
+            a["d2"] += float((diff ** 2).sum())
+            a["r2"] += float((ry ** 2).sum())
+            if ry.ndim >= 1 and ry.shape[-1] > 1:
+                a["agree"] += int((ry.argmax(-1) == rz.argmax(-1)).sum())
+                a["pos"] += int(np.prod(ry.shape[:-1], dtype=np.int64))
+    res = []
+    for a in acc:
+        res.append({"name": a["name"], "max_abs": a["max_abs"],
+                    "mean_abs": a["sum_abs"] / max(a["count"], 1),
+                    "rel_l2": math.sqrt(a["d2"] / a["r2"]) if a["r2"] > 0 else (0.0 if a["d2"] == 0 else math.inf),
+                    "argmax_agree": a["agree"] / a["pos"] if a["pos"] else None})
+    return res
+
+
+def stderr_progress(msg: str):
+    print(msg, file=sys.stderr, flush=True)
