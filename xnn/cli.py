@@ -142,14 +142,18 @@ def cmd_run(args) -> int:
 
 
 def _format_name(path) -> str:
-    from .converter.xnn_format import FORMAT_VERSION, is_xnn
+    import struct
+
+    from .converter.xnn_format import is_xnn
 
     try:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError:
         return "?"
-    return f".xnn format {FORMAT_VERSION}" if is_xnn(head) else "TFLite"
+    if is_xnn(head) and len(head) == 8:
+        return f".xnn format {struct.unpack_from('<I', head, 4)[0]}"  # the file's own version
+    return "TFLite"
 
 
 def _read_raw(path):
