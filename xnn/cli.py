@@ -419,6 +419,11 @@ def main(argv=None) -> int:
     except XnnError as e:
         print(f"xnn: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
