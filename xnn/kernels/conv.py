@@ -531,6 +531,32 @@ def _dense_filter(p, wdata):
     return Wd.reshape(OC, KH * KW * C)
 
 
+def _tile_epilogue(ctx, p, axis, kernels, dw):
+    """The tile plan for the node's form (kernels = (int8, float32, hybrid) kernel ids) and its
+    epilogue parameters: requantization (int8), clamp (float32), or per-channel rescale (hybrid;
+    filter scales on `axis`). Hybrid depthwise always quantizes each image asymmetrically; hybrid
+    conv does so when the filter scales differ or groups > 1 (LiteRT's choice)."""
+    kind, OC = p["kind"], p["OC"]
+    if kind == "int8":
+        mult, lo, hi = _quant_out(ctx, p["x"], p["y"], _filter_scales(ctx, p["w"], OC, axis), p["act"])
+        prm = gemm.prm_conv_i8(_bias_values(ctx, p["bias"], OC, np.int64), mult, p["y"].quant.zp,
+                               lo, hi)
+        plan = gemm.TilePlan(kernels[0])
+        plan.set(ZP=p["x"].quant.zp)
+    elif kind == "float32":
+        lo, hi = _float_range(ctx, p["act"])
+        prm = gemm.prm_float([_bias_values(ctx, p["bias"], OC, np.float32)], lo, hi,
+                             gemm._EpiF32.PRM)
+        plan = gemm.TilePlan(kernels[1])
+    else:
+        pcs, asym, bias, lo, hi = _hybrid_setup(ctx, p, axis, not dw)
+        prm = gemm.prm_float([pcs, bias], lo, hi, gemm._EpiHybConv.PRM)
+        plan = gemm.TilePlan(kernels[2])
+        plan.set(ASYM=1 if dw else asym, PERIMG=p["OH"] * p["OW"])
+        plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * p["N"])
+    return plan, prm
+
+
 def _prepare_conv2d_tiles(ctx, p):
     """CONV_2D on the tile kernels: plan (pixel offsets, per-block step tables, packed weights,
     epilogue parameters) and the staged buffer; float32 without padding reads x in place."""
@@ -549,23 +575,7 @@ def _prepare_conv2d_tiles(ctx, p):
     else:
         wpk = gemm.pack_steps(Wd.astype(np.float32), t0)
     oes = 4 if kind != "int8" else 1
-    if kind == "int8":
-        mult, lo, hi = _quant_out(ctx, p["x"], p["y"], _filter_scales(ctx, p["w"], OC, 0), p["act"])
-        prm = gemm.prm_conv_i8(_bias_values(ctx, p["bias"], OC, np.int64), mult, p["y"].quant.zp,
-                               lo, hi)
-        plan = gemm.TilePlan(gemm.K_CONV_I8)
-        plan.set(ZP=p["x"].quant.zp)
-    elif kind == "float32":
-        lo, hi = _float_range(ctx, p["act"])
-        prm = gemm.prm_float([_bias_values(ctx, p["bias"], OC, np.float32)], lo, hi,
-                             gemm._EpiF32.PRM)
-        plan = gemm.TilePlan(gemm.K_F32)
-    else:
-        pcs, asym, bias, lo, hi = _hybrid_setup(ctx, p, 0, True)
-        prm = gemm.prm_float([pcs, bias], lo, hi, gemm._EpiHybConv.PRM)
-        plan = gemm.TilePlan(gemm.K_HCONV)
-        plan.set(ASYM=asym, PERIMG=OH * OW)
-        plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * N)
+    plan, prm = _tile_epilogue(ctx, p, 0, (gemm.K_CONV_I8, gemm.K_F32, gemm.K_HCONV), dw=False)
     plan.set(N=N, H=H, W_=W, C=C, HP=Hp, WP=Wp, PT=p["pt"], PL=p["pl"], MULT=1)
     plan.tiles(N * OH * OW, OC, oes, _pix_offsets(p, Hs, Ws, C, es), offs * es, nks, wpk, prm)
     plan.set(STAGED=staged)
@@ -596,23 +606,7 @@ def _prepare_dw_tiles(ctx, p):
     wz[:, :OC] = np.asarray(p["w"].data).reshape(T, OC)
     wpk = np.ascontiguousarray(wz.reshape(T, NB, gemm.LANES).transpose(1, 0, 2))
     oes = 4 if kind != "int8" else 1
-    if kind == "int8":
-        mult, lo, hi = _quant_out(ctx, p["x"], p["y"], _filter_scales(ctx, p["w"], OC, 3), p["act"])
-        prm = gemm.prm_conv_i8(_bias_values(ctx, p["bias"], OC, np.int64), mult, p["y"].quant.zp,
-                               lo, hi)
-        plan = gemm.TilePlan(gemm.K_DW_I8)
-        plan.set(ZP=p["x"].quant.zp)
-    elif kind == "float32":
-        lo, hi = _float_range(ctx, p["act"])
-        prm = gemm.prm_float([_bias_values(ctx, p["bias"], OC, np.float32)], lo, hi,
-                             gemm._EpiF32.PRM)
-        plan = gemm.TilePlan(gemm.K_DW_F32)
-    else:
-        pcs, _, bias, lo, hi = _hybrid_setup(ctx, p, 3, False)
-        prm = gemm.prm_float([pcs, bias], lo, hi, gemm._EpiHybConv.PRM)
-        plan = gemm.TilePlan(gemm.K_DW_H)
-        plan.set(ASYM=1, PERIMG=OH * OW)  # depthwise hybrid: always per-image asymmetric
-        plan.hdr[gemm.H_SF] = plan.region(nbytes=4 * N)
+    plan, prm = _tile_epilogue(ctx, p, 3, (gemm.K_DW_I8, gemm.K_DW_F32, gemm.K_DW_H), dw=True)
     plan.set(N=N, H=H, W_=W, C=C, HP=Hp, WP=Wp, PT=p["pt"], PL=p["pl"], MULT=m)
     plan.tiles(N * OH * OW, OC, oes, _pix_offsets(p, Hp, Wp, OC, es), tab, [T] * NB, wpk, prm,
                aoff_stride=gemm.LANES * es)
