@@ -250,9 +250,14 @@ def cmd_convert(args) -> int:
     opts = _compress_options(args)
     if args.calib is not None and not os.path.isdir(args.calib):
         raise XnnError(f"calibration directory '{args.calib}' does not exist or is not a directory")
-    if args.calib is not None and not (args.report and opts.active):
-        print("xnn: note: --calib is only used by --report with compression flags", file=sys.stderr)
-    steps = 4 if opts.active else 3
+    if args.quantize and args.calib is None:
+        raise XnnError("--quantize int8 needs calibration data: --calib DIR (.npy/.npz files or images)")
+    if args.tflite_out and not args.quantize:
+        raise XnnError("--tflite-out writes the quantized model: give it with --quantize int8")
+    if args.calib is not None and not args.quantize and not (args.report and opts.active):
+        print("xnn: note: --calib is only used by --quantize and by --report with compression flags",
+              file=sys.stderr)
+    steps = 3 + bool(opts.active) + bool(args.quantize)
 
     def step(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -261,11 +266,17 @@ def cmd_convert(args) -> int:
     content, raw = _read_raw(args.model)
     step(f"[1/{steps}] read {args.model}: {len(content):,} bytes, {len(raw.nodes)} nodes, {len(raw.tensors)} "
          f"tensors ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    k = 2
+    source = raw
+    if args.quantize:
+        raw = _quantize_step(raw, args, step, f"[{k}/{steps}]")
+        k += 1
     t0 = time.perf_counter()
     g = graph_for_xnn(raw)
     check_graph(g)
-    step(f"[2/{steps}] folded constants, ran graph passes: {len(g.nodes)} nodes "
+    step(f"[{k}/{steps}] folded constants, ran graph passes: {len(g.nodes)} nodes "
          f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    k += 1
     comp = None
     if opts.active:
         from .converter.compress import compress, stderr_progress
@@ -273,7 +284,7 @@ def cmd_convert(args) -> int:
         t0 = time.perf_counter()
         comp = compress(g, opts, progress=stderr_progress)
         check_graph(comp.graph)
-        step(f"[3/{steps}] compressed: {len(comp.encodings)} tensors encoded "
+        step(f"[{k}/{steps}] compressed: {len(comp.encodings)} tensors encoded "
              f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
     t0 = time.perf_counter()
     data = comp.to_bytes() if comp else write_xnn(g)
@@ -284,10 +295,43 @@ def cmd_convert(args) -> int:
         raise XnnError(f"cannot write '{out}': {e.strerror or e}") from None
     step(f"[{steps}/{steps}] wrote {out}: {len(data):,} bytes ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
     if args.report:
-        _print_report(raw, g, len(content), len(data), comp)
+        _print_report(source, g, len(content), len(data), comp)
         if comp is not None:
             _print_error(g, data, args)
     return 0
+
+
+def _quantize_step(raw, args, step, tag):
+    """Post-training int8 quantization of the float graph `raw` on the --calib data; writes
+    --tflite-out; prints the int8 model's output error against the float one on that data."""
+    import time
+
+    from .converter.compress import load_calibration, output_error, stderr_progress
+    from .converter.quantize import int8_io_graph, quantize_graph
+    from .converter.tflite_writer import write_tflite
+    from .interpreter import Interpreter
+
+    t0 = time.perf_counter()
+    ref = Interpreter(model_path=args.model)
+    feeds = load_calibration(args.calib, ref.get_input_details(), limit=args.calib_limit)
+    step(f"{tag} calibrating on {len(feeds)} samples from {args.calib}")
+    q = quantize_graph(raw, feeds, progress=stderr_progress if args.verbose_calib else None)
+    new = Interpreter(model_content=write_tflite(q))  # float I/O: comparable with the float model
+    for r in output_error(ref, new, feeds):
+        step(f"    int8 vs float on the calibration data, {r['name']}: max |err| {r['max_abs']:.4g}  "
+             f"mean |err| {r['mean_abs']:.4g}")
+    if args.int8_io:
+        q = int8_io_graph(q)
+    data = write_tflite(q)
+    if args.tflite_out:
+        try:
+            with open(args.tflite_out, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise XnnError(f"cannot write '{args.tflite_out}': {e.strerror or e}") from None
+        step(f"    wrote {args.tflite_out}: {len(data):,} bytes (standard int8 .tflite)")
+    step(f"{tag} quantized to int8: {len(q.nodes)} nodes ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+    return q
 
 
 def _print_report(before_g, after_g, before_size, after_size, comp=None):
@@ -391,8 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma"),
                     help="entropy-code each stored tensor and the header (zlib by default); such tensors are "
                          "decoded at load instead of memory-mapped")
+    cg.add_argument("--quantize", choices=("int8",),
+                    help="post-training full-integer int8 quantization of a float model, calibrated on "
+                         "--calib DIR (per-channel weights, integer LSTM)")
+    cg.add_argument("--int8-io", action="store_true",
+                    help="with --quantize: int8 model inputs/outputs instead of float ones behind "
+                         "QUANTIZE/DEQUANTIZE")
+    cg.add_argument("--tflite-out", metavar="OUT.tflite",
+                    help="with --quantize: also write the int8 model as a standard .tflite")
+    cg.add_argument("--verbose-calib", action="store_true", help="print progress per calibration sample")
     cg.add_argument("--calib", metavar="DIR",
-                    help="with --report: .npy/.npz files (or images, for an image input) to measure the error on")
+                    help="calibration data for --quantize, and for --report the data to measure the error "
+                         "on: .npy/.npz files (or images, for an image input)")
     cg.add_argument("--calib-limit", type=int, default=16, metavar="N", help="use at most N calibration samples")
     cg.add_argument("--seed", type=int, default=0, help="seed for k-means and for random report inputs")
     pc.set_defaults(fn=cmd_convert)

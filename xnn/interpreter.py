@@ -166,7 +166,9 @@ class Interpreter:
     or simply `outputs = it(x)`.
     """
 
-    def __init__(self, model_path=None, model_content=None, num_threads=None, **_ignored):
+    def __init__(self, model_path=None, model_content=None, num_threads=None, *, graph=None, **_ignored):
+        """`graph=` runs an in-memory Graph as it is (no file, no load-time passes): converter
+        tools use it; applications pass model_path or model_content."""
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < -1):
             raise XnnError(f"num_threads must be a non-negative int or -1, got {num_threads!r}")
         # Kernels run on the calling thread; the GEMM-based ones use numpy's BLAS, whose thread pool
@@ -176,7 +178,12 @@ class Interpreter:
             from ._blas import set_blas_threads
 
             set_blas_threads(self.num_threads)
-        self.graph = load_graph(model_path, model_content)
+        if graph is not None:
+            if model_path is not None or model_content is not None:
+                raise XnnError("give a model file/content or graph=, not both")
+            self.graph = graph
+        else:
+            self.graph = load_graph(model_path, model_content)
         check_graph(self.graph)
         self._shapes = {i: tuple(t.shape) for i, t in enumerate(self.graph.tensors)}
         self._validate = os.environ.get("XNN_VALIDATE", "") not in ("", "0")
