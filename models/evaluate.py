@@ -1,4 +1,12 @@
-"""Held-out accuracy of exported recognizers, run and decoded with xnn (no TensorFlow needed).
+"""Held-out accuracy of exported recognizers and detectors, run and decoded with xnn (no TensorFlow needed).
+
+    python -m models.evaluate runs/det/export --n 500 --litert 20      # detector (detector.json)
+
+Detector: renders --n pages from det_targets.TEST_SEED (all domains, round robin), runs the OCR
+runtime's path (xnn.ocr.detect.letterbox -> xnn.Interpreter -> xnn.ocr.detect.detect, quads in page
+pixels) and reports precision/recall/F at polygon IoU 0.5, overall and per domain, for the float and
+int8 models; --litert K checks xnn against LiteRT's reference kernels on the first K pages (int8
+identical, float within 1e-4).
 
     python -m models.evaluate runs/card_rec/export              # float and int8, 1000 lines
     python -m models.evaluate runs/card_rec/export --n 300 --litert 50
@@ -117,6 +125,73 @@ def evaluate(folder: str, n: int = 1000, litert: int = 0, cache: str = "runs/cac
     return res
 
 
+# ---- detector -----------------------------------------------------------------------------------
+
+def evaluate_detector(folder: str, spec_path: str, n: int = 500, litert: int = 0, threshold: float = 0.5,
+                      log=print) -> dict:
+    import xnn
+    from xnn.ocr import detect as post
+
+    from . import det_targets as dt
+    from .data import generate
+
+    spec = dt.DetSpec.from_json(open(spec_path, encoding="utf-8").read())
+    pages = []
+    for i in range(n):
+        dom = spec.domains[i % len(spec.domains)]
+        smp = generate(dom, dt.TEST_SEED, i)
+        pages.append((dom, smp.image, np.stack([ln.quad for ln in smp.lines]).reshape(-1, 4, 2)))
+    res = {"name": spec.name, "n": n}
+    for kind in ("float", "int8"):
+        path = os.path.join(folder, f"{spec.name}_{kind}.tflite")
+        if not os.path.exists(path):
+            continue
+        it = xnn.Interpreter(model_path=path, num_threads=1)
+        di, do = it.get_input_details()[0], it.get_output_details()[0]
+        counts = {}
+        t_net = t_post = worst = 0.0
+        for k, (dom, img, gt) in enumerate(pages):
+            x_u8, scale = post.letterbox(img, spec.height, spec.width)
+            x = dt.to_input(x_u8[None])
+            if di["dtype"] == np.int8:
+                s, z = di["quantization"]
+                x = np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+            t0 = time.time()
+            y = it(x)[0][0]
+            t1 = time.time()
+            if k < litert:
+                e = _litert(path, x)
+                d = float(np.abs(y.astype(np.float64) - e).max())
+                worst = max(worst, d)
+                if (kind == "int8" and d != 0) or d > 1e-4:
+                    raise SystemExit(f"{kind}: xnn differs from LiteRT by {d:g} on page {k}")
+            if y.dtype == np.int8:
+                s, z = do["quantization"]
+                y = (y.astype(np.float32) - z) * s
+            q, _ = post.detect(y, scale, spec.stride, spec.d0, threshold)
+            t_post += time.time() - t1
+            t_net += t1 - t0
+            c = counts.setdefault(dom, [0, 0, 0])
+            c[0] += post.match(q, gt)
+            c[1] += len(q)
+            c[2] += len(gt)
+        tot = np.sum(list(counts.values()), 0)
+        r = post.prf(int(tot[0]), int(tot[1]), int(tot[2]))
+        r["per_domain"] = {d: post.prf(*c) for d, c in counts.items()}
+        r.update(bytes=os.path.getsize(path), ms_net=round(1000 * t_net / n, 1), ms_post=round(1000 * t_post / n, 1))
+        if litert:
+            r["max_abs_vs_litert"] = worst
+        res[kind] = r
+        log(f"{kind:5s} P {r['precision']:.4f}  R {r['recall']:.4f}  F {r['f']:.4f}  {r['bytes']:,} B  "
+            f"net {r['ms_net']} ms + post {r['ms_post']} ms/page"
+            + (f"  vs LiteRT {worst:.1e}" if litert else "") + "  "
+            + " ".join(f"{d}:F{v['f']:.3f}" for d, v in r["per_domain"].items()))
+    if "float" in res and "int8" in res:
+        res["int8_minus_float_f"] = res["int8"]["f"] - res["float"]["f"]
+        log(f"int8 - float: F {res['int8_minus_float_f']:+.4f}")
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("folder", help="export folder (<name>.json, <name>_float.tflite, <name>_int8.tflite)")
@@ -124,8 +199,13 @@ def main(argv=None):
     ap.add_argument("--litert", type=int, default=0, help="check xnn == LiteRT on the first K lines")
     ap.add_argument("--cache", default="runs/cache")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--threshold", type=float, default=0.5, help="detector score threshold")
     a = ap.parse_args(argv)
-    res = evaluate(a.folder, a.n, a.litert, a.cache)
+    specs = glob.glob(os.path.join(a.folder, "*.json"))
+    if len(specs) == 1 and "fpn" in json.load(open(specs[0], encoding="utf-8")):
+        res = evaluate_detector(a.folder, specs[0], a.n, a.litert, a.threshold)
+    else:
+        res = evaluate(a.folder, a.n, a.litert, a.cache)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -1,4 +1,12 @@
-"""Export a trained recognizer to float32 and full-int8 .tflite with a fused projected LSTM.
+"""Export a trained recognizer (float32 and full-int8 .tflite with a fused projected LSTM) or detector.
+
+    python -m models.export runs/det                       # detector run (its spec.json has "fpn")
+    python -m models.export runs/det_tiny --fixture tests/fixtures/det
+
+Detector: writes detector_float.tflite, detector_int8.tflite (int8 input and output) and
+detector.json (models.det_targets.DetSpec), checks float LiteRT against Keras and reports
+precision/recall/F at IoU 0.5 of both models on held-out pages (CALIB_SEED pages calibrate, TEST_SEED
+pages check).
 
     python -m models.export runs/card_rec                  # -> runs/card_rec/export/
     python -m models.export runs/card_rec --calib 300 --check 200
@@ -256,6 +264,129 @@ class LiteRTRunner:
         return y
 
 
+# ---- detector -----------------------------------------------------------------------------------
+
+def is_detector_run(run_dir: str) -> bool:
+    return "fpn" in json.loads(open(os.path.join(run_dir, "spec.json"), encoding="utf-8").read())
+
+
+def load_detector(run_dir: str):
+    from . import det_targets as dt
+    from . import detector as det
+
+    spec = dt.DetSpec.from_json(open(os.path.join(run_dir, "spec.json"), encoding="utf-8").read())
+    model = det.build(spec)
+    model.load_weights(os.path.join(run_dir, "final.weights.h5"))
+    return spec, model
+
+
+def convert_detector(trained, spec, calib_x=None) -> bytes:
+    """calib_x None: float32 model; else (N, H, W) uint8 prepared pages -> full-int8 (int8 in/out)."""
+    import tensorflow as tf
+
+    from . import det_targets as dt
+    from . import detector as det
+
+    skel = det.build(spec, batch=1)
+    skel.set_weights(trained.get_weights())
+    conv = _converter(skel)
+    if calib_x is not None:
+        def rep():
+            for x in calib_x:
+                yield [dt.to_input(x[None])]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def det_outputs(blob: bytes, x_u8) -> tuple:
+    """LiteRT (reference kernels) on prepared pages: (raw outputs, dequantized float outputs)."""
+    from . import det_targets as dt
+
+    r = LiteRTRunner(blob)
+    raw, deq = [], []
+    for x in x_u8:
+        xi = dt.to_input(x[None])
+        if r.inp["dtype"] == np.int8:
+            s, z = r.inp["quantization"]
+            xi = np.clip(np.round(xi / s) + z, -128, 127).astype(np.int8)
+        r.it.set_tensor(r.inp["index"], xi)
+        r.it.invoke()
+        y = r.it.get_tensor(r.out["index"])[0]
+        raw.append(y)
+        if y.dtype == np.int8:
+            s, z = r.out["quantization"]
+            y = (y.astype(np.float32) - z) * s
+        deq.append(y)
+    return np.stack(raw), np.stack(deq)
+
+
+def det_prf(outputs, quads, owner, spec) -> dict:
+    from .det_targets import post
+
+    tp = n_pred = 0
+    for i, y in enumerate(outputs):
+        q, _ = post.detect(y, 1.0, spec.stride, spec.d0)
+        tp += post.match(q, quads[owner == i])
+        n_pred += len(q)
+    return post.prf(tp, n_pred, len(quads))
+
+
+def export_detector(spec, model, out_dir, n_calib=200, n_check=100, log=print) -> dict:
+    from . import det_targets as dt
+
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    xc = dt.render_set(spec, n_calib, dt.CALIB_SEED)[0]
+    xt, qt, ot, _, _ = dt.render_set(spec, n_check, dt.TEST_SEED)
+    log(f"rendered {n_calib} calibration + {n_check} check pages in {time.time() - t0:.0f}s")
+    models = {"float": convert_detector(model, spec), "int8": convert_detector(model, spec, xc)}
+    res = {"bytes": {}}
+    for kind, blob in models.items():
+        path = os.path.join(out_dir, f"{spec.name}_{kind}.tflite")
+        with open(path, "wb") as f:
+            f.write(blob)
+        res["bytes"][kind] = len(blob)
+        log(f"{path}: {len(blob):,} bytes; ops {sorted(set(op_names(blob)))}")
+    with open(os.path.join(out_dir, f"{spec.name}.json"), "w", encoding="utf-8") as f:
+        f.write(spec.to_json())
+    ref = model.predict(dt.to_input(xt), batch_size=8, verbose=0)
+    _, yf = det_outputs(models["float"], xt)
+    _, yq = det_outputs(models["int8"], xt)
+    res["float_vs_keras_max_abs"] = float(np.abs(yf - ref).max())
+    res["float"], res["int8"] = det_prf(yf, qt, ot, spec), det_prf(yq, qt, ot, spec)
+    log(json.dumps(res))
+    if res["float_vs_keras_max_abs"] > 1e-3:
+        raise RuntimeError(f"float .tflite differs from Keras by {res['float_vs_keras_max_abs']:.2e}")
+    return res
+
+
+DET_FIXTURE = "detector_tiny"
+
+
+def write_detector_fixture(spec, model, out_dir, n_pages=2, n_calib=100, log=print):
+    """tests/test_detect_post.py's fixture (kept < 100 KB): the int8 .tflite and an npz with n held-out
+    prepared pages, their quads, the spec and LiteRT's raw int8 outputs. (xnn's float path is
+    checked against LiteRT by `models.evaluate --litert`.)"""
+    from . import det_targets as dt
+
+    os.makedirs(out_dir, exist_ok=True)
+    xc = dt.render_set(spec, n_calib, dt.CALIB_SEED)[0]
+    xt, qt, ot, _, _ = dt.render_set(spec, n_pages, dt.TEST_SEED)
+    arrays = {"x": xt, "quads": qt, "owner": ot, "spec": np.array(spec.to_json())}
+    for kind, blob in (("int8", convert_detector(model, spec, xc)),):
+        path = os.path.join(out_dir, f"{DET_FIXTURE}_{kind}.tflite")
+        with open(path, "wb") as f:
+            f.write(blob)
+        arrays[f"litert_{kind}"], deq = det_outputs(blob, xt)
+        log(f"{path}: {len(blob):,} bytes; ops {sorted(set(op_names(blob)))}; {det_prf(deq, qt, ot, spec)}")
+    np.savez_compressed(os.path.join(out_dir, f"{DET_FIXTURE}.npz"), **arrays)
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 def load_trained(run_dir: str):
@@ -322,7 +453,7 @@ def write_fixture(spec, model, out_dir, n_lines=8, n_calib=200, log=print):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n")[0])
-    ap.add_argument("run", help="training run folder (spec.json, final.weights.h5)")
+    ap.add_argument("run", help="training run folder (spec.json, final.weights.h5): recognizer or detector")
     ap.add_argument("--out", help="output folder (default RUN/export)")
     ap.add_argument("--calib", type=int, default=300, help="int8 calibration lines")
     ap.add_argument("--check", type=int, default=100, help="held-out lines for the LiteRT checks")
@@ -332,6 +463,12 @@ def main(argv=None):
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    if is_detector_run(a.run):
+        spec, model = load_detector(a.run)
+        if a.fixture:
+            return write_detector_fixture(spec, model, a.fixture)
+        export_detector(spec, model, a.out or os.path.join(a.run, "export"), a.calib, a.check)
+        return 0
     spec, model = load_trained(a.run)
     if a.fixture:
         return write_fixture(spec, model, a.fixture)

@@ -2,6 +2,13 @@
 
     python -m models.train recognizer --domain card --field number --out runs/card_rec \\
         --lines 20000 --epochs 30
+    python -m models.train detector --out runs/det --pages 6000 --epochs 30
+
+Detector (models.detector, targets in models.det_targets): pages of every domain (round robin) are
+letterboxed to the spec's input and cached as runs/cache/det_<H>x<W>/train_<k>.npz (shard k from seed
+det_targets.TRAIN_SEED_BASE + k; val from det_targets.VAL_SEED); targets are computed per batch.
+Progress, checkpoints, resuming and OUT/final.weights.h5 as for the recognizer; the per-epoch
+validation line reports detection precision/recall/F at IoU 0.5 (xnn.ocr.detect post-processing).
 
 Data: lines are rendered by models.data into a cache of .npz shards (runs/cache/<name>_w<width>/
 train_<k>.npz, shard k drawn from seed TRAIN_SEED_BASE + k; val.npz from VAL_SEED, never used in
@@ -203,6 +210,172 @@ def train_recognizer(a, log=print):
         bg.terminate()
 
 
+# ---- detector training ---------------------------------------------------------------------------
+
+def det_cache_dir(spec, root: str) -> str:
+    return os.path.join(root, f"det_{spec.height}x{spec.width}")
+
+
+def _render_det_shard(args):
+    spec_json, path, n, seed = args
+    if os.path.exists(path):
+        return path
+    from . import det_targets as dt
+
+    spec = dt.DetSpec.from_json(spec_json)
+    x, q, owner, scales, doms = dt.render_set(spec, n, seed)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, x=x, quads=q, owner=owner, scales=scales, domains=doms)
+    os.replace(tmp, path)
+    return path
+
+
+def ensure_det_data(spec, root, pages, shard, val, workers, log=print):
+    """Render missing detector page shards (enough for `pages`) and the validation pages."""
+    from . import det_targets as dt
+
+    d = det_cache_dir(spec, root)
+    os.makedirs(d, exist_ok=True)
+    sj = spec.to_json()
+    jobs = [(sj, _shard_path(d, k), shard, dt.TRAIN_SEED_BASE + k) for k in range(math.ceil(pages / shard))]
+    jobs.append((sj, os.path.join(d, f"val_{val}.npz"), val, dt.VAL_SEED))
+    todo = [j for j in jobs if not os.path.exists(j[1])]
+    if todo:
+        t0 = time.time()
+        log(f"rendering {sum(j[2] for j in todo)} pages into {d} ({workers} worker(s)) ...")
+        if workers > 1:
+            with mp.get_context("spawn").Pool(workers, initializer=os.nice, initargs=(19,)) as pool:
+                for _ in pool.imap_unordered(_render_det_shard, todo):
+                    pass
+        else:
+            for j in todo:
+                _render_det_shard(j)
+        log(f"rendered in {time.time() - t0:.0f}s")
+    return d
+
+
+def load_det_shards(d, limit=None):
+    """All cached training pages: (x (N, H, W) uint8, quads (M, 4, 2), owner (M,) page index)."""
+    xs, qs, ows, n = [], [], [], 0
+    for p in sorted(glob.glob(os.path.join(d, "train_*.npz"))):
+        if p.endswith(".tmp.npz"):
+            continue
+        z = np.load(p)
+        xs.append(z["x"])
+        qs.append(z["quads"])
+        ows.append(z["owner"] + n)
+        n += len(z["x"])
+        if limit and n >= limit:
+            break
+    return np.concatenate(xs), np.concatenate(qs), np.concatenate(ows)
+
+
+def det_scores(probs_out, quads, owner, spec, threshold=0.5):
+    """Precision/recall/F at IoU 0.5 of model outputs (N, H', W', 6) against input-pixel quads."""
+    from .det_targets import post
+
+    tp = n_pred = 0
+    for i, y in enumerate(probs_out):
+        q, _ = post.detect(y, 1.0, spec.stride, spec.d0, threshold)
+        tp += post.match(q, quads[owner == i])
+        n_pred += len(q)
+    return post.prf(tp, n_pred, len(quads))
+
+
+def train_detector(a, log=print):
+    from . import det_targets as dt
+
+    ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
+    kw = {k: v for k, v in dict(height=a.height, width=a.width, widths=ints(a.widths), fpn=a.fpn,
+                                groups=a.groups, units=ints(a.units),
+                                domains=tuple(a.domains.split(",")) if a.domains else None).items()
+          if v is not None}
+    spec = dt.DetSpec(**kw)
+    os.makedirs(a.out, exist_ok=True)
+    spec_path = os.path.join(a.out, "spec.json")
+    if os.path.exists(spec_path) and not a.restart:
+        old = dt.DetSpec.from_json(open(spec_path, encoding="utf-8").read())
+        if old != spec:
+            raise SystemExit(f"{a.out} holds a run of another spec ({old}); use --restart or --out")
+    with open(spec_path, "w", encoding="utf-8") as f:
+        f.write(spec.to_json())
+    d = ensure_det_data(spec, a.cache, a.pages, a.shard, a.val, a.workers, log)
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import tf_keras as keras
+
+    from . import detector as det
+
+    tf.keras.utils.set_random_seed(a.seed)
+    model = det.build(spec)
+    log(f"{spec.name}: input {spec.height}x{spec.width}, output {spec.out_shape}, "
+        f"{model.count_params():,} parameters")
+    opt = keras.optimizers.Adam(a.lr)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+    mgr = tf.train.CheckpointManager(ckpt, os.path.join(a.out, "ckpt"), max_to_keep=2)
+    if mgr.latest_checkpoint and not a.restart:
+        ckpt.restore(mgr.latest_checkpoint).expect_partial()
+        log(f"resumed from {mgr.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+
+    B = a.batch
+    H4, W4, _ = spec.out_shape
+    sig = [tf.TensorSpec((B, spec.height, spec.width, 1), tf.float32), tf.TensorSpec((B, H4, W4, 1), tf.float32),
+           tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
+
+    @tf.function(input_signature=sig)
+    def step(x, score, mask, geo):
+        with tf.GradientTape() as tape:
+            total, dice, g = det.loss_fn(model(x, training=True), score, mask, geo)
+        grads = tape.gradient(total, model.trainable_variables)
+        grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return total, dice, g
+
+    zv = np.load(os.path.join(d, f"val_{a.val}.npz"))
+    xv, qv, ov = dt.to_input(zv["x"]), zv["quads"], zv["owner"]
+    hist = open(os.path.join(a.out, "history.jsonl"), "a")
+    start = int(epoch_var.numpy())
+    for epoch in range(start, a.epochs):
+        t0 = time.time()
+        x_all, q_all, o_all = load_det_shards(d, a.pages)
+        rng = np.random.default_rng([a.seed, epoch])
+        order = rng.permutation(len(x_all))
+        n_steps = len(order) // B if a.steps <= 0 else min(a.steps, len(order) // B)
+        lr = a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
+        opt.learning_rate.assign(lr)
+        losses = []
+        for s in range(n_steps):
+            idx = order[s * B:(s + 1) * B]
+            sc, mk, ge = dt.batch_targets(q_all, o_all, idx, spec)
+            out = step(tf.constant(dt.to_input(x_all[idx])), tf.constant(sc), tf.constant(mk), tf.constant(ge))
+            losses.append([float(v) for v in out])
+            if a.log_every and (s + 1) % a.log_every == 0:
+                m = np.mean(losses[-a.log_every:], 0)
+                log(f"  epoch {epoch + 1} step {s + 1}/{n_steps} loss {m[0]:.4f} (dice {m[1]:.4f} geo {m[2]:.4f})")
+        t_train = time.time() - t0
+        yv = model.predict(xv, batch_size=8, verbose=0)
+        r = det_scores(yv, qv, ov, spec)
+        epoch_var.assign(epoch + 1)
+        mgr.save(checkpoint_number=epoch + 1)
+        m = np.mean(losses, 0) if losses else [float("nan")] * 3
+        rec_ = {"epoch": epoch + 1, "loss": float(m[0]), "dice": float(m[1]), "geo": float(m[2]), "lr": lr,
+                "pages": len(x_all), "steps": n_steps, "val_precision": r["precision"], "val_recall": r["recall"],
+                "val_f": r["f"], "train_s": round(t_train, 1),
+                "ms_per_page": round(1000 * t_train / max(1, n_steps * B), 1)}
+        hist.write(json.dumps(rec_) + "\n")
+        hist.flush()
+        log(f"epoch {epoch + 1}/{a.epochs}  loss {m[0]:.4f}  lr {lr:.2e}  val P {r['precision']:.3f} "
+            f"R {r['recall']:.3f} F {r['f']:.3f}  ({len(x_all)} pages, {t_train:.0f}s, {rec_['ms_per_page']} ms/page)")
+    model.save_weights(os.path.join(a.out, "final.weights.h5"))
+    log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -228,9 +401,31 @@ def main(argv=None):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     r.add_argument("--blocks", help="dense layers per block, e.g. 3,4,4 (overrides the preset)")
     r.add_argument("--trans", help="transition widths, e.g. 48,80,128 (overrides the preset)")
+    t = sub.add_parser("detector", help="FCN text detector (models.detector)")
+    t.add_argument("--out", required=True, help="run folder (spec, checkpoints, history, final weights)")
+    t.add_argument("--cache", default="runs/cache", help="rendered-page cache root")
+    t.add_argument("--pages", type=int, default=6000, help="training pages (all domains, round robin)")
+    t.add_argument("--shard", type=int, default=250, help="pages per cache shard")
+    t.add_argument("--val", type=int, default=100, help="validation pages (seed det_targets.VAL_SEED)")
+    t.add_argument("--workers", type=int, default=1, help="rendering processes")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps", type=int, default=0, help="max steps per epoch (0: all pages)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    for k in ("height", "width", "fpn", "groups"):
+        t.add_argument("--" + k, type=int, default=None, help="override the default spec")
+    t.add_argument("--widths", help="channels at 1/2 .. 1/32, e.g. 16,24,48,64,96")
+    t.add_argument("--units", help="shuffle units at 1/8, 1/16, 1/32, e.g. 1,2,2")
+    t.add_argument("--domains", help="comma-separated page domains (default: all)")
     a = ap.parse_args(argv)
     if a.what == "recognizer":
         train_recognizer(a, log=lambda s: print(s, flush=True))
+    elif a.what == "detector":
+        train_detector(a, log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":

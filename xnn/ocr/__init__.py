@@ -1,0 +1,1 @@
+"""OCR pipeline pieces on top of the runtime: detection post-processing (xnn.ocr.detect), ..."""
