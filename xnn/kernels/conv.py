@@ -243,12 +243,17 @@ def _hybrid_out(P, colsum, off, pcs, sf, bias, per_image, m0, lo, hi, out):
 
 # ---- CONV_2D ------------------------------------------------------------------------------------
 
-def _conv_setup(ctx):
+def _filter_node_inputs(ctx):
+    """(x, filter, y, bias, kind) of a CONV_2D / DEPTHWISE_CONV_2D node; filter and bias constant."""
     x, w, y = ctx.ins[0], _const(ctx, 1, "filter"), ctx.outs[0]
     if w is None:
         ctx.fail("missing filter input")
     bias = _const(ctx, 2, "bias")
-    kind = _kind(ctx, x, w, y, bias, hybrid_ok=True)
+    return x, w, y, bias, _kind(ctx, x, w, y, bias, hybrid_ok=True)
+
+
+def _conv_setup(ctx):
+    x, w, y, bias, kind = _filter_node_inputs(ctx)
     N, H, W, C = x.shape
     OC, KH, KW, Cg = w.shape
     if min(N, H, W, C, OC, KH, KW, Cg) <= 0:
@@ -677,11 +682,7 @@ def _dw_core(xs, wt, init, sh, dh, dw, ob, lo, hi, acc):
 
 
 def _dw_setup(ctx):
-    x, w, y = ctx.ins[0], _const(ctx, 1, "filter"), ctx.outs[0]
-    if w is None:
-        ctx.fail("missing filter input")
-    bias = _const(ctx, 2, "bias")
-    kind = _kind(ctx, x, w, y, bias, hybrid_ok=True)
+    x, w, y, bias, kind = _filter_node_inputs(ctx)
     N, H, W, C = x.shape
     one, KH, KW, OC = w.shape
     if one != 1:

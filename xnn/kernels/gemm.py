@@ -527,30 +527,20 @@ class _EpiHybConv:
         return _vc(_I32, 0)
 
     def params(self, b, prm):
-        return dict(pcs=_ld(b, prm, 0, _F32), bias=_ld(b, prm, 16, _F32),
+        return dict(scale=_ld(b, prm, 0, _F32), bias=_ld(b, prm, 16, _F32),
                     lo=_splat(b, _lds(b, prm, 32, _F32)), hi=_splat(b, _lds(b, prm, 33, _F32)))
 
     def row(self, b, acc, g, sf):
-        v = b.fmul(b.fmul(b.sitofp(acc, _V(_F32)), g["pcs"]), _splat(b, sf))
+        v = b.fmul(b.fmul(b.sitofp(acc, _V(_F32)), g["scale"]), _splat(b, sf))
         return _clamp(b, b.fadd(v, g["bias"]), g["lo"], g["hi"], True)
 
 
-class _EpiHybFc:
-    """Hybrid FULLY_CONNECTED: prm float32: ws[16] bias[16] lo hi; per-row sf:
-    y = clamp(bias + float32(acc)·(sf·ws), lo, hi) in that float32 order (as TFLite)."""
-    fp = False
-    PRM = 48
-    rowscale = True
-
-    def init(self, b, prm):
-        return _vc(_I32, 0)
-
-    def params(self, b, prm):
-        return dict(ws=_ld(b, prm, 0, _F32), bias=_ld(b, prm, 16, _F32),
-                    lo=_splat(b, _lds(b, prm, 32, _F32)), hi=_splat(b, _lds(b, prm, 33, _F32)))
+class _EpiHybFc(_EpiHybConv):
+    """Hybrid FULLY_CONNECTED: the same parameters (scale = the weight scales ws); only the float32
+    order differs: y = clamp(bias + float32(acc)·(sf·ws), lo, hi) (as TFLite)."""
 
     def row(self, b, acc, g, sf):
-        s = b.fmul(_splat(b, sf), g["ws"])
+        s = b.fmul(_splat(b, sf), g["scale"])
         v = b.fadd(g["bias"], b.fmul(b.sitofp(acc, _V(_F32)), s))
         return _clamp(b, v, g["lo"], g["hi"], True)
 
