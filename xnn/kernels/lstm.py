@@ -709,6 +709,17 @@ def _act_vec(code, src, dst, kbits):
             dst[j] = min(max(src[j], -F_ONE), F_ONE)
 
 
+@njit(cache=True, inline="always")
+def _store_output(src, clip, h, out2, b, r, col0, no):
+    """h[b] = out2[r, col0:col0+no] = src clipped to ±clip (clip = 0: no clipping)."""
+    for j in range(no):
+        v = src[j]
+        if clip > 0.0:
+            v = min(max(v, -clip), clip)
+        h[b, j] = v
+        out2[r, col0 + j] = v
+
+
 @njit(cache=True)
 def _cell_step(g, c, peep, use_peep, cifg, act, cell_clip, m, z, kbits):
     """One float cell update on gate pre-activations g [G·nc] (blocks (i,) f, z, o):
@@ -800,16 +811,9 @@ def _lstm_float(xg, xoff, bias, whT, h, c, peep, use_peep, cifg, act, cell_clip,
                     if mk != 0.0:
                         for j in range(no):
                             obuf[j] += mk * wpT[k, j]
-                for j in range(no):
-                    v = obuf[j]
-                    if proj_clip > 0.0:
-                        v = min(max(v, -proj_clip), proj_clip)
-                    h[b, j] = v
-                    out2[r, col0 + j] = v
+                _store_output(obuf, proj_clip, h, out2, b, r, col0, no)
             else:
-                for j in range(no):
-                    h[b, j] = mbuf[j]
-                    out2[r, col0 + j] = mbuf[j]
+                _store_output(mbuf, 0.0, h, out2, b, r, col0, no)
 
 
 @njit(cache=True, inline="always")
@@ -929,16 +933,9 @@ def _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cel
                     s = sfm * ws_p
                     for j in range(no):
                         obuf[j] += np.float32(iacc[j] - zpm * rs_p[j]) * s
-                for j in range(no):
-                    v = obuf[j]
-                    if proj_clip > 0.0:
-                        v = min(max(v, -proj_clip), proj_clip)
-                    h[b, j] = v
-                    out2[r, col0 + j] = v
+                _store_output(obuf, proj_clip, h, out2, b, r, col0, no)
             else:
-                for j in range(no):
-                    h[b, j] = mbuf[j]
-                    out2[r, col0 + j] = mbuf[j]
+                _store_output(mbuf, 0.0, h, out2, b, r, col0, no)
 
 
 @njit(cache=True)
