@@ -33,7 +33,7 @@ from . import rec_spec as rs
 
 
 def test_set(spec: rs.RecSpec, n: int, cache: str = "runs/cache"):
-    d = os.path.join(cache, f"{spec.name}_w{spec.width}")
+    d = os.path.join(cache, spec.cache_name)
     path = os.path.join(d, f"test_{n}.npz")
     if os.path.exists(path):
         z = np.load(path)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HEIGHT = 32
+from xnn.ocr.geometry import HEIGHT, prepare_line  # noqa: F401  (inference preprocesses lines the same way)
+
 DOWNSAMPLE = 4  # input columns per output frame
 
 # seeds: training shards use TRAIN_SEED_BASE + shard index; the others are never used in training
@@ -48,6 +49,12 @@ class RecSpec:
     units: int = 128          # LSTM cells
     proj: int = 64            # LSTM projection (output) size
     cell_clip: float = 10.0   # the TF converter's fused LSTM clips the cell state at 10
+    jitter: float = 0.05      # training crops: quad corners moved by up to jitter x line height
+
+    @property
+    def cache_name(self) -> str:
+        """Folder name of this spec's rendered lines under the cache root."""
+        return f"{self.name}_w{self.width}" + ("" if self.jitter == 0.05 else f"_j{self.jitter:g}")
 
     @property
     def frames(self) -> int:
@@ -86,6 +93,7 @@ def _charset(domain: str, fields) -> str:
 # width: wide enough that T = W/4 frames hold the longest label with a blank between repeats, and
 # the typical line is squashed by at most ~2x (card numbers at 32 rows are 350-530 px wide).
 PRESETS = {
+    ("card", "expiry,name"): dict(width=256),
     ("card", "number"): dict(width=256),
     ("meter", "reading"): dict(width=160),
     ("plate", "plate"): dict(width=160, units=160, proj=80),
@@ -97,32 +105,12 @@ PRESETS = {
 def make_spec(domain: str, field: str, **overrides) -> RecSpec:
     kw = dict(PRESETS.get((domain, field), dict(width=256)))
     kw.update({k: v for k, v in overrides.items() if v is not None})
-    fields = (field,)
-    return RecSpec(name=f"{domain}_{field}", domain=domain, fields=fields,
+    fields = tuple(f.strip() for f in field.split(",") if f.strip())   # "number,expiry,name": one model
+    return RecSpec(name=f"{domain}_{'_'.join(fields)}", domain=domain, fields=fields,
                    charset=kw.pop("charset", None) or _charset(domain, fields), **kw)
 
 
 # ---- preprocessing ----------------------------------------------------------------------------
-
-def prepare_line(rgb: np.ndarray, width: int) -> np.ndarray:
-    """A rectified line crop (h x w x 3 uint8, or h x w gray) -> (32, width) uint8 (module doc)."""
-    from PIL import Image
-
-    a = np.asarray(rgb)
-    if a.ndim == 3:
-        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    a = a.astype(np.float32)
-    h, w = a.shape
-    new_w = max(1, min(width, int(round(w * HEIGHT / h))))
-    if (h, w) != (HEIGHT, new_w):
-        a = np.asarray(Image.fromarray(a).resize((new_w, HEIGHT), Image.BILINEAR))
-    lo, hi = np.percentile(a, [1, 99])
-    if hi - lo >= 16:
-        a = (a - lo) * (255.0 / (hi - lo))
-    a = np.clip(a, 0, 255)
-    out = np.full((HEIGHT, width), np.median(a), np.float32)
-    out[:, :new_w] = a
-    return np.round(out).astype(np.uint8)
 
 
 def to_input(batch_u8: np.ndarray) -> np.ndarray:
@@ -135,7 +123,7 @@ def render_set(spec: RecSpec, n: int, seed: int, start: int = 0):
     from .data import render_lines
 
     lines = render_lines(spec.domain, n, seed=seed, fields=spec.fields, max_width=spec.width,
-                         start=start)
+                         start=start, jitter=spec.jitter)
     x = np.stack([prepare_line(im, spec.width) for im, _ in lines])
     return x, [t for _, t in lines]
 

@@ -41,7 +41,7 @@ from . import rec_spec as rs
 # ---- data cache ---------------------------------------------------------------------------------
 
 def cache_dir(spec: rs.RecSpec, root: str) -> str:
-    return os.path.join(root, f"{spec.name}_w{spec.width}")
+    return os.path.join(root, spec.cache_name)
 
 
 def _save(path, x, texts):
@@ -112,7 +112,8 @@ def load_shards(d):
 def train_recognizer(a, log=print):
     ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
     spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
-                        stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans))
+                        stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
+                        jitter=a.jitter)
     os.makedirs(a.out, exist_ok=True)
     spec_path = os.path.join(a.out, "spec.json")
     if os.path.exists(spec_path) and not a.restart:
@@ -399,6 +400,8 @@ def main(argv=None):
     r.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
     for k in ("width", "units", "proj", "growth", "stem", "max_label"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
+    r.add_argument("--jitter", type=float, default=None,
+                   help="move training crops' quad corners by up to this many line heights (default 0.05; larger makes the model tolerate looser detector boxes)")
     r.add_argument("--blocks", help="dense layers per block, e.g. 3,4,4 (overrides the preset)")
     r.add_argument("--trans", help="transition widths, e.g. 48,80,128 (overrides the preset)")
     t = sub.add_parser("detector", help="FCN text detector (models.detector)")

@@ -1,4 +1,4 @@
-"""The `xnn` command line: convert, info, run (ocr and bench arrive with their issues)."""
+"""The `xnn` command line: convert, info, run, ocr."""
 from __future__ import annotations
 
 import argparse
@@ -406,6 +406,140 @@ def _print_error(g, data, args):
               f"relative L2 {r['rel_l2']:.4g}{agree}")
 
 
+# ---- xnn ocr ------------------------------------------------------------------------------------
+
+def _ocr_text(path, res, quality) -> str:
+    out = [f"{path}: {res.app}"]
+    for name, f in res.fields.items():
+        flag = "" if f.valid else "  (fails the rules)"
+        extra = "".join(f"  {k}={v}" for k, v in f.meta.items() if k in ("issuer", "birth", "sex", "region",
+                                                                        "rolled", "votes"))
+        out.append(f"  {name:10s} {f.text}   conf {f.confidence:.3f}{flag}{extra}")
+    for name in res.missing:
+        out.append(f"  {name:10s} (not found)")
+    if res.app == "text":
+        for ln in res.lines:
+            out.append(f"  {ln.text}   conf {ln.confidence:.3f}")
+        if not res.lines:
+            out.append("  (no text found)")
+    if quality is not None:
+        for h in quality.hints:
+            out.append(f"  hint [{h.severity}] {h.message}")
+    t = res.timings
+    if t:
+        out.append("  time " + " + ".join(f"{k} {1000 * v:.1f}" for k, v in t.items())
+                   + f" = {1000 * sum(t.values()):.1f} ms")
+    return "\n".join(out)
+
+
+def _found_something(res) -> bool:
+    return bool(res.fields) or (res.app == "text" and bool(res.lines))
+
+
+def _quality(image, res, app):
+    try:
+        from .ocr import quality
+    except ImportError:
+        return None
+    quads = res.detections if res.detections is not None else np.zeros((0, 4, 2), np.float32)
+    return quality.check(image, quads, target=app)
+
+
+def cmd_ocr(args) -> int:
+    import json
+    import os
+    import time
+
+    from .ocr import Reader, imageio
+    from .ocr.fusion import read_frames
+
+    if args.frames and args.image:
+        raise XnnError("give either IMAGE or --frames DIR, not both")
+    src = args.frames or args.image
+    if not src:
+        raise XnnError("no input: give an image, a directory of images, or --frames DIR")
+    if not os.path.exists(src):
+        raise XnnError(f"{src}: no such file or directory")
+    reader = Reader(args.app, beam=args.beam, num_threads=args.threads)
+    if args.frames:
+        files = imageio.list_images(src)
+        if not files:
+            raise XnnError(f"{src}: no image files")
+        frames = (imageio.load_image(f) for f in files)
+        res, used, _ = read_frames(reader, frames, max_frames=args.max_frames, min_votes=args.min_votes)
+        if args.json:
+            d = res.to_dict()
+            d.update(frames_used=used, frames_available=len(files))
+            print(json.dumps(d, ensure_ascii=False))
+        else:
+            print(_ocr_text(src, res, None))
+            print(f"  fused {used} of {len(files)} frames" + (" (stable)" if res.ok else ""))
+        return 0 if _found_something(res) else 1
+    if os.path.isdir(src):
+        return _ocr_batch(reader, src, args)
+    image = imageio.load_image(src)
+    res = reader.read(image)
+    q = _quality(image, res, args.app) if not args.no_quality else None
+    res.quality = q
+    if args.draw:
+        imageio.draw(image, res, args.draw)
+    if args.json:
+        print(json.dumps(res.to_dict(), ensure_ascii=False))
+    else:
+        print(_ocr_text(src, res, q))
+    if not _found_something(res):
+        print(f"xnn: {src}: no {'text' if args.app == 'text' else args.app + ' fields'} found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ocr_batch(reader, folder, args) -> int:
+    import json
+    import os
+    import time
+
+    from .ocr import imageio
+
+    files = imageio.list_images(folder)
+    if not files:
+        raise XnnError(f"{folder}: no image files ({', '.join(imageio.IMAGE_EXTS)})")
+    if args.draw:
+        os.makedirs(args.draw, exist_ok=True)
+    bad, empty, ok_n = [], [], 0
+    t0 = time.perf_counter()
+    tty = sys.stderr.isatty()
+    for k, path in enumerate(files, 1):
+        try:
+            image = imageio.load_image(path)
+            res = reader.read(image)
+        except XnnError as e:
+            bad.append((path, str(e)))
+            print(f"xnn: skipped {e}", file=sys.stderr)
+            continue
+        if args.draw:
+            imageio.draw(image, res, os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0] + ".png"))
+        if args.json:
+            d = res.to_dict()
+            d["file"] = path
+            print(json.dumps(d, ensure_ascii=False))
+        else:
+            print(_ocr_text(path, res, None))
+        if _found_something(res):
+            ok_n += 1 if res.ok or res.app == "text" else 0
+        else:
+            empty.append(path)
+        el = time.perf_counter() - t0
+        bar = "#" * int(30 * k / len(files))
+        msg = f"[{bar:<30s}] {k}/{len(files)}  {k / el:.1f} img/s"
+        print(("\r" + msg) if tty else msg, end="" if tty and k < len(files) else "\n", file=sys.stderr,
+              flush=True)
+    el = time.perf_counter() - t0
+    print(f"xnn ocr: {len(files)} files in {el:.1f} s ({len(files) / el:.1f} img/s): {ok_n} complete, "
+          f"{len(files) - len(bad) - len(empty) - ok_n} partial, {len(empty)} without text, {len(bad)} unreadable",
+          file=sys.stderr)
+    return 0 if not bad and not empty else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xnn", description="xnn: on-device OCR runtime (TFLite models on Numba kernels).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -459,6 +593,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", "-o", help="save outputs to this .npz file")
     pr.add_argument("--seed", type=int, default=0, help="seed for the random input when no --input is given")
     pr.set_defaults(fn=cmd_run)
+    po = sub.add_parser("ocr", help="read text from an image (or every image of a directory) with the shipped models",
+                        description="Detect text lines, recognize them and, with --app, return validated fields "
+                                    "(card: number/expiry/name; meter: reading; plate; vin; idcard: ID number and "
+                                    "what it encodes). Exit status: 0 = read, 1 = nothing found or some files "
+                                    "unreadable, 2 = usage error.")
+    po.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or a directory of images (batch mode)")
+    po.add_argument("--app", default="text", choices=("card", "meter", "plate", "vin", "idcard", "text"),
+                    help="what to read (default: text = every line with the best-fitting recognizer)")
+    po.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of text")
+    po.add_argument("--draw", metavar="OUT", help="save the image with quads and text drawn on it (batch mode: a directory)")
+    po.add_argument("--frames", metavar="DIR",
+                    help="fuse the frames in DIR (sorted by name) into one reading; stops once every field is stable")
+    po.add_argument("--max-frames", type=int, default=30, help="with --frames: read at most this many frames")
+    po.add_argument("--min-votes", type=int, default=2, help="with --frames: votes that make a field stable")
+    po.add_argument("--beam", type=int, default=256,
+                    help="hypotheses per frame of the rule-constrained CTC search (default 256)")
+    po.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    po.add_argument("--no-quality", action="store_true", help="skip the capture-quality hints")
+    po.set_defaults(fn=cmd_ocr)
     return p
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from .base import Line, Sample, crop_line
 
-__all__ = ["DOMAINS", "Line", "Sample", "alphabet", "crop_line", "generate", "render_lines", "render_pages"]
+__all__ = ["DOMAINS", "Line", "Sample", "alphabet", "crop_line", "generate", "generate_frames", "render_lines",
+           "render_pages"]
 
 # domain -> (module, generator function)
 DOMAINS = {
@@ -50,6 +51,33 @@ def alphabet(domain: str, field: str) -> str:
     m = importlib.import_module(f"{__name__}.{mod}")
     table = getattr(m, "VIN_ALPHABETS" if domain == "vin" else "ALPHABETS")
     return table[field]() if callable(table[field]) else table[field]
+
+
+def generate_frames(domain: str, n: int, seed: int = 0, index: int = 0) -> list:
+    """n camera views of ONE document, like a burst of video frames: the document of
+    generate(domain, seed, index) is rendered once and composed n times, view k with its own camera
+    geometry, background and photometric effects from default_rng([seed, index, 2, k]) (frame 0 is
+    not generate()'s image)."""
+    mod = importlib.import_module(f"{__name__}.{DOMAINS[domain][0]}") if domain in DOMAINS else None
+    if mod is None:
+        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(DOMAINS)}")
+    from . import base
+
+    calls = []
+
+    def capture(rng, doc, lines, out_size, dom, meta=None, **kw):   # the generator's last step
+        calls.append((doc, lines, out_size, dom, meta, kw))
+        return base.compose(rng, doc, lines, out_size, dom, meta, **kw)
+
+    orig = mod.compose
+    mod.compose = capture
+    try:
+        generate(domain, seed, index)
+    finally:
+        mod.compose = orig
+    doc, lines, out_size, dom, meta, kw = calls[-1]
+    return [base.compose(np.random.default_rng([seed, index, 2, k]), doc, lines, out_size, dom, meta, **kw)
+            for k in range(n)]
 
 
 def render_pages(domain: str, n: int, seed: int = 0, start: int = 0, **kw):

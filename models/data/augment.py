@@ -17,25 +17,10 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from xnn.ocr.geometry import homography  # noqa: F401  (shared with the line rectifier)
+
 # ---------------------------------------------------------------------------------------------------
 # geometry
-
-
-def homography(src, dst) -> np.ndarray:
-    """3x3 H with dst ~ H @ src for 4 point pairs (direct linear transform, h33 = 1).
-
-    Each pair gives two rows of the 8x8 system  [x y 1 0 0 0 -ux -uy] h = u,  [0 0 0 x y 1 -vx -vy] h = v.
-    Singular when 3 of the 4 points are collinear."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    a = np.zeros((8, 8))
-    b = np.zeros(8)
-    for k, ((x, y), (u, v)) in enumerate(zip(src, dst)):
-        a[2 * k] = [x, y, 1, 0, 0, 0, -u * x, -u * y]
-        a[2 * k + 1] = [0, 0, 0, x, y, 1, -v * x, -v * y]
-        b[2 * k], b[2 * k + 1] = u, v
-    h = np.linalg.solve(a, b)
-    return np.append(h, 1.0).reshape(3, 3)
 
 
 def apply_h(h: np.ndarray, pts) -> np.ndarray:

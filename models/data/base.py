@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from xnn.ocr.geometry import crop_line  # noqa: F401  (the rectifier lives in the package: inference uses it)
+
 from . import augment, fonts
 
 
@@ -133,52 +135,3 @@ def rounded_alpha(doc: Image.Image, radius: float) -> Image.Image:
     out = doc.convert("RGBA")
     out.putalpha(a)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# line crops
-
-
-def crop_line(image: np.ndarray, quad, height: int = 32, pad_x: float = 0.15, pad_y: float = 0.15,
-              max_width: int | None = None) -> np.ndarray:
-    """Rectify a text line: the quad, grown by pad_x / pad_y line heights along its own edges, is mapped
-    by a homography onto a `height`-row image whose width keeps the quad's aspect ratio.
-    Lines shrunk by more than 1.5x are box-filtered first (Pillow's transform point-samples).
-    Parts outside the image are filled with the image's mean colour."""
-    q = np.asarray(quad, np.float64).reshape(4, 2)
-    tl, tr, br, bl = q
-    top, bottom = tr - tl, br - bl
-    left, right = bl - tl, br - tr
-    lh = 0.5 * (np.linalg.norm(left) + np.linalg.norm(right))
-    lw = 0.5 * (np.linalg.norm(top) + np.linalg.norm(bottom))
-    if lh < 1e-3 or lw < 1e-3:
-        raise ValueError("degenerate quad")
-    px, py = pad_x * lh, pad_y * lh
-
-    def unit(v):
-        return v / max(1e-9, np.linalg.norm(v))
-
-    g = np.array([tl - px * unit(top) - py * unit(left), tr + px * unit(top) - py * unit(right),
-                  br + px * unit(bottom) + py * unit(right), bl - px * unit(bottom) + py * unit(left)])
-    out_w = max(1, int(round(height * (lw + 2 * px) / (lh + 2 * py))))
-    if max_width is not None:
-        out_w = min(out_w, max_width)
-    fill = tuple(int(v) for v in image.reshape(-1, image.shape[-1]).mean(0))
-    # crop the region first (cheap), and box-filter it when the line is much taller than `height`
-    x0, y0 = np.floor(g.min(0)).astype(int) - 2
-    x1, y1 = np.ceil(g.max(0)).astype(int) + 2
-    im = Image.fromarray(image)
-    region = Image.new("RGB", (x1 - x0, y1 - y0), fill)
-    region.paste(im.crop((max(0, x0), max(0, y0), min(image.shape[1], x1), min(image.shape[0], y1))),
-                 (max(0, x0) - x0, max(0, y0) - y0))
-    g = g - [x0, y0]
-    s = (lh + 2 * py) / height
-    if s > 1.5:
-        nw, nh = max(1, int(region.width / s)), max(1, int(region.height / s))
-        g = g * [nw / region.width, nh / region.height]
-        region = region.resize((nw, nh), Image.BOX)
-    hm = augment.homography(augment.rect_quad(0, 0, out_w, height), g)
-    hm = hm / hm[2, 2]
-    out = region.transform((out_w, height), Image.PERSPECTIVE, tuple(hm.ravel()[:8]), Image.BILINEAR,
-                           fillcolor=fill)
-    return np.asarray(out)

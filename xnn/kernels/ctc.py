@@ -535,3 +535,196 @@ def beam_search(log_probs, beam_width=8, blank=0, top_k=1, allowed=None, dfa=Non
     scored = sorted(((float(ctc_log_prob_kernel(lp, np.asarray(c, np.int32), blank)), c) for c in cands),
                     key=lambda sc: -sc[0])
     return [_result(lp, c, blank) for _, c in scored[:top_k]]
+
+
+# ---- DFA-constrained best path (beam Viterbi with state recombination) ---------------------------
+#
+# A prefix beam search keeps the W most probable label prefixes; under a checksum or length rule
+# those are near-copies of the greedy path that all die at the last characters (Luhn, a VIN or ID
+# check character), and a valid reading needs an impractically wide beam. A path's future under
+# the rules depends only on (DFA state, last emitted label or "after a blank"), so hypotheses that
+# agree on that pair can be recombined, keeping the more probable one (Viterbi): the beam then holds
+# W different futures instead of W spellings of one. The result maximizes the single best path
+# probability among accepted label sequences (exactly, when the beam and class limits are not hit);
+# candidates are finally ranked by their exact CTC probability P(labels | x).
+
+def dfa_viterbi_ref(lp, transitions, accept, start=0, blank=0):
+    """Exact NumPy reference (no pruning): the accepted label sequence of the most probable single
+    path, and that path's log-probability; (None, -inf) if no path is accepted."""
+    lp = np.asarray(lp, np.float64)
+    T, C = lp.shape
+    best = {(int(start), blank): (0.0, ())}          # (state, last) -> (score, labels)
+    for t in range(T):
+        nxt = {}
+
+        def put(key, sc, labels):
+            if key not in nxt or sc > nxt[key][0]:
+                nxt[key] = (sc, labels)
+
+        for (s, last), (sc, labels) in best.items():
+            put((s, blank), sc + lp[t, blank], labels)
+            if last != blank:
+                put((s, last), sc + lp[t, last], labels)
+            for k in range(C):
+                if k == blank or k == last:
+                    continue
+                ns = int(transitions[s, k])
+                if ns >= 0:
+                    put((ns, k), sc + lp[t, k], labels + (k,))
+        best = nxt
+    fin = [(sc, labels) for (s, _), (sc, labels) in best.items() if accept[s] and np.isfinite(sc)]
+    if not fin:
+        return None, -np.inf
+    sc, labels = max(fin, key=lambda x: x[0])
+    return np.array(labels, np.int32), float(sc)
+
+
+@njit(cache=True)
+def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes, n_best):
+    """Beam Viterbi over (DFA state, last label); returns up to n_best accepted label sequences
+    (padded (n, T) int32, lengths, path scores), best first."""
+    T, C = lp.shape
+    S = transitions.shape[0]
+    M = width * (top_classes + 2)
+    # history: per frame and kept hypothesis, its parent slot at t-1 and the label it emitted (-1)
+    parent = np.full((T, width), -1, np.int32)
+    emitted = np.full((T, width), -1, np.int32)
+    cur_s = np.empty(width, np.int64)
+    cur_l = np.empty(width, np.int64)
+    cur_sc = np.empty(width, np.float64)
+    cur_s[0] = start
+    cur_l[0] = blank
+    cur_sc[0] = 0.0
+    n_cur = 1
+    slot = np.full(S * C, -1, np.int64)        # (state, last) -> candidate index this frame
+    cand_s = np.empty(M, np.int64)
+    cand_l = np.empty(M, np.int64)
+    cand_sc = np.empty(M, np.float64)
+    cand_par = np.empty(M, np.int32)
+    cand_em = np.empty(M, np.int32)
+    order_k = np.empty(top_classes, np.int64)
+    for t in range(T):
+        # the frame's most probable non-blank classes
+        nk = 0
+        row = lp[t]
+        for k in range(C):
+            if k == blank:
+                continue
+            if nk < top_classes:
+                order_k[nk] = k
+                nk += 1
+                j = nk - 1
+            elif row[k] > row[order_k[nk - 1]]:
+                order_k[nk - 1] = k
+                j = nk - 1
+            else:
+                continue
+            while j > 0 and row[order_k[j]] > row[order_k[j - 1]]:
+                tmp = order_k[j]
+                order_k[j] = order_k[j - 1]
+                order_k[j - 1] = tmp
+                j -= 1
+        n_c = 0
+        for h in range(n_cur):
+            s = cur_s[h]
+            last = cur_l[h]
+            sc = cur_sc[h]
+            for m in range(nk + 2):
+                if m == 0:             # blank
+                    ns, nl, add, em = s, blank, row[blank], -1
+                elif m == 1:           # repeat of the last label (collapses)
+                    if last == blank:
+                        continue
+                    ns, nl, add, em = s, last, row[last], -1
+                else:
+                    k = order_k[m - 2]
+                    if k == last:
+                        continue
+                    ns = transitions[s, k]
+                    if ns < 0:
+                        continue
+                    nl, add, em = k, row[k], k
+                v = sc + add
+                if v == -np.inf:
+                    continue
+                key = ns * C + nl
+                i = slot[key]
+                if i < 0:
+                    i = n_c
+                    n_c += 1
+                    slot[key] = i
+                    cand_s[i] = ns
+                    cand_l[i] = nl
+                    cand_sc[i] = v
+                    cand_par[i] = h
+                    cand_em[i] = em
+                elif v > cand_sc[i]:
+                    cand_sc[i] = v
+                    cand_par[i] = h
+                    cand_em[i] = em
+        for i in range(n_c):
+            slot[cand_s[i] * C + cand_l[i]] = -1
+        if n_c == 0:
+            return np.zeros((0, T), np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64)
+        keep = np.argsort(-cand_sc[:n_c], kind="mergesort")[:width]
+        n_cur = len(keep)
+        for j in range(n_cur):
+            i = keep[j]
+            cur_s[j] = cand_s[i]
+            cur_l[j] = cand_l[i]
+            cur_sc[j] = cand_sc[i]
+            parent[t, j] = cand_par[i]
+            emitted[t, j] = cand_em[i]
+    # accepted final hypotheses, best first
+    fin = np.empty(n_cur, np.int64)
+    n_fin = 0
+    for h in range(n_cur):
+        if accept[cur_s[h]]:
+            fin[n_fin] = h
+            n_fin += 1
+    n_out = min(n_best, n_fin)
+    labels = np.zeros((n_out, T), np.int32)
+    lens = np.zeros(n_out, np.int32)
+    scores = np.zeros(n_out, np.float64)
+    for o in range(n_out):
+        h = fin[o]                 # cur_* are sorted by score, so fin is too
+        scores[o] = cur_sc[h]
+        n = 0
+        for t in range(T - 1, -1, -1):
+            if emitted[t, h] >= 0:
+                labels[o, n] = emitted[t, h]
+                n += 1
+            h = parent[t, h]
+        for a in range(n // 2):
+            tmp = labels[o, a]
+            labels[o, a] = labels[o, n - 1 - a]
+            labels[o, n - 1 - a] = tmp
+        lens[o] = n
+    return labels, lens, scores
+
+
+def dfa_decode(log_probs, dfa, blank=0, width=256, top_classes=None, top_k=1) -> list:
+    """The most probable readings that a DFA accepts, found by beam Viterbi with recombination on
+    (DFA state, last label) (see above): up to `top_k` CTCResults ranked by exact P(labels | x);
+    [] when no path within the beam is accepted. dfa = (transitions (S, C), accept (S,), start)
+    as for beam_search; width: hypotheses kept per frame; top_classes: non-blank classes tried per
+    frame (the most probable ones; default all of them up to 64 classes, else 16: an int8 model
+    rounds most classes to the same floor probability, and the one a rule needs may be among them)."""
+    lp, blank = _check_lp(log_probs, blank)
+    T, C = lp.shape
+    trans, accept, start = dfa
+    trans = np.ascontiguousarray(trans, np.int64)
+    accept = np.ascontiguousarray(accept, np.bool_)
+    if trans.ndim != 2 or trans.shape[1] != C or accept.shape != (trans.shape[0],):
+        raise ValueError(f"dfa transitions must be (S, {C}) with accept (S,)")
+    if trans.min() < -1 or trans.max() >= trans.shape[0] or not 0 <= int(start) < trans.shape[0]:
+        raise ValueError("dfa transitions/start state out of range")
+    if top_classes is None:
+        top_classes = C - 1 if C <= 65 else 16
+    if int(width) < 1 or int(top_classes) < 1 or int(top_k) < 1:
+        raise ValueError("width, top_classes and top_k must be >= 1")
+    labels, lens, _ = dfa_viterbi_kernel(lp, blank, trans, accept, int(start), int(width),
+                                         min(int(top_classes), C - 1), max(int(top_k), 4))
+    cands = [labels[i, :lens[i]] for i in range(len(lens))]
+    scored = sorted(((float(ctc_log_prob_kernel(lp, c, blank)), i) for i, c in enumerate(cands)), key=lambda x: -x[0])
+    return [_result(lp, cands[i], blank) for _, i in scored[:top_k]]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["letterbox", "to_gray", "decode", "nms_locality", "nms", "detect", "poly_area", "poly_iou",
-           "iou_matrix", "match", "prf"]
+           "iou_matrix", "match", "prf", "components", "detect_lines"]
 
 
 # ---- preprocessing ------------------------------------------------------------------------------
@@ -196,6 +196,80 @@ def detect(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, threshold:
     q, s, n = nms_locality(q, s, merge_iou)
     k = n >= min_pixels
     q, s = nms(q[k], s[k], nms_iou, weights=(s * n)[k])
+    return (q / scale).astype(np.float32), s
+
+
+def components(mask: np.ndarray) -> np.ndarray:
+    """8-connected component labels of a boolean map (0 = background, 1.. = components, numbered
+    in row-major order of their first pixel): union-find over the positive pixels."""
+    mask = np.asarray(mask, bool)
+    h, w = mask.shape
+    idx = np.full((h, w), -1, np.int64)
+    ii, jj = np.nonzero(mask)
+    idx[ii, jj] = np.arange(len(ii))
+    parent = np.arange(len(ii))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    # each pixel links to its already-visited neighbours: left, up-left, up, up-right
+    for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
+        a_i, a_j = ii, jj
+        b_i, b_j = ii + di, jj + dj
+        ok = (b_i >= 0) & (b_j >= 0) & (b_j < w)
+        a = idx[a_i[ok], a_j[ok]]
+        b = idx[b_i[ok], b_j[ok]]
+        for x, y in zip(a[b >= 0].tolist(), b[b >= 0].tolist()):
+            rx, ry = find(x), find(y)
+            if rx != ry:
+                parent[max(rx, ry)] = min(rx, ry)
+    roots = np.array([find(a) for a in range(len(ii))], np.int64)
+    _, lab = np.unique(roots, return_inverse=True)
+    out = np.zeros((h, w), np.int64)
+    out[ii, jj] = lab + 1
+    return out
+
+
+def detect_lines(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, threshold: float = 0.5,
+                 end_frac: float = 0.5, min_pixels: int = 2, nms_iou: float = 0.3):
+    """Model output (H', W', 6) -> (quads in page pixels, scores), one quad per connected component
+    of the score map (a line's text kernel). Each kernel pixel regresses the distances to the four
+    edges of its line's box, but a pixel far from an edge predicts it poorly (long lines exceed the
+    receptive field), so each edge is taken from the pixels nearest to it: the box angle is the
+    score-weighted circular mean of θ; in that frame the left (right) edge is the median estimate
+    p_u - d_l (p_u + d_r) of the end_frac of pixels with the smallest (largest) p_u, the top and
+    bottom edges the medians of p_v - d_t and p_v + d_b over all pixels; the box always contains its
+    kernel. Quads are divided by the letterbox scale."""
+    out = np.asarray(out, np.float32)
+    lab = components(out[..., 0] > threshold)
+    quads, scores = [], []
+    for k in range(1, int(lab.max()) + 1):
+        ii, jj = np.nonzero(lab == k)
+        if len(ii) < min_pixels:
+            continue
+        v = out[ii, jj].astype(np.float64)
+        d = d0 * np.expm1(np.maximum(v[:, 1:5], 0.0))
+        p = v[:, 0]
+        th = float(np.arctan2(np.sum(p * np.sin(v[:, 5])), np.sum(p * np.cos(v[:, 5]))))
+        cs, sn = np.cos(th), np.sin(th)
+        cx, cy = stride * (jj + 0.5), stride * (ii + 0.5)
+        pu, pv = cx * cs + cy * sn, -cx * sn + cy * cs
+        m = max(1, int(np.ceil(end_frac * len(pu))))
+        order = np.argsort(pu, kind="stable")
+        half = stride / 2.0
+        ul = min(float(np.median(pu[order[:m]] - d[order[:m], 3])), float(pu.min()) - half)
+        ur = max(float(np.median(pu[order[-m:]] + d[order[-m:], 1])), float(pu.max()) + half)
+        vt = min(float(np.median(pv - d[:, 0])), float(pv.min()) - half)
+        vb = max(float(np.median(pv + d[:, 2])), float(pv.max()) + half)
+        eu, ev = np.array([cs, sn]), np.array([-sn, cs])
+        quads.append(np.array([ul * eu + vt * ev, ur * eu + vt * ev, ur * eu + vb * ev, ul * eu + vb * ev]))
+        scores.append(float(p.mean()))
+    if not quads:
+        return np.zeros((0, 4, 2), np.float32), np.zeros(0)
+    q, s = nms(np.array(quads), np.array(scores), nms_iou)
     return (q / scale).astype(np.float32), s
 
 

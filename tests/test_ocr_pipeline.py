@@ -1,0 +1,280 @@
+"""The OCR pipeline: detector decoding by components, the DFA-constrained CTC decoder, the engine
+wrappers, app readers on held-out synthetic images with the shipped models, multi-frame fusion."""
+import itertools
+import os
+import sys
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from xnn import XnnError, ctc  # noqa: E402
+from xnn.ocr import apps, detect as post, rules  # noqa: E402
+from xnn.ocr.apps import Field, OcrResult, Reader  # noqa: E402
+from xnn.ocr.fusion import FrameFusion  # noqa: E402
+
+pytest.importorskip("PIL")
+
+
+# ---- connected components ------------------------------------------------------------------------
+
+def _flood(mask):
+    """Reference labelling: BFS over 8-neighbours, components numbered by first pixel in row-major order."""
+    h, w = mask.shape
+    lab = np.zeros((h, w), np.int64)
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if mask[i, j] and not lab[i, j]:
+                n += 1
+                lab[i, j] = n
+                q = deque([(i, j)])
+                while q:
+                    a, b = q.popleft()
+                    for da, db in itertools.product((-1, 0, 1), repeat=2):
+                        y, x = a + da, b + db
+                        if 0 <= y < h and 0 <= x < w and mask[y, x] and not lab[y, x]:
+                            lab[y, x] = n
+                            q.append((y, x))
+    return lab
+
+
+@settings(deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.floats(0.1, 0.7), st.integers(0, 2**31 - 1))
+def test_components_equal_flood_fill(h, w, density, seed):
+    mask = np.random.default_rng(seed).random((h, w)) < density
+    assert np.array_equal(post.components(mask), _flood(mask))
+
+
+# ---- detector decoding ---------------------------------------------------------------------------
+
+def test_detect_lines_recovers_boxes_from_ideal_maps():
+    """Training targets of real pages (score kernels, log distances, angle) decoded back: every
+    ground-truth line comes back as one quad at IoU >= 0.8."""
+    from models import det_targets as dt
+    from models.data import generate
+
+    spec = dt.DetSpec()
+    hits = total = preds = 0
+    for i, dom in enumerate(dt.DOMAINS * 2):
+        smp = generate(dom, 123, i)
+        x, q, scale = dt.prepare(smp.image, [ln.quad for ln in smp.lines], spec)
+        score, _, geo = dt.targets(q, spec)
+        out = np.concatenate([score[..., None], geo], -1)
+        found, _ = post.detect_lines(out, scale, spec.stride, spec.d0, 0.5)
+        gt = np.stack([ln.quad for ln in smp.lines])
+        m = post.iou_matrix(found, gt)
+        # lines too small for a kernel pixel of their own cannot come back
+        big = [k for k, b in enumerate(q) if min(np.linalg.norm(b[3] - b[0]), np.linalg.norm(b[1] - b[0])) >= 2 * spec.stride]
+        hits += int(np.sum(m[:, big].max(0) >= 0.8)) if len(found) else 0
+        total += len(big)
+        preds += len(found)
+    assert total > 25
+    assert hits >= 0.9 * total, (hits, total)
+    assert preds <= 1.2 * total + 5
+
+
+def test_detect_lines_on_empty_map():
+    q, s = post.detect_lines(np.zeros((20, 30, 6), np.float32))
+    assert q.shape == (0, 4, 2) and len(s) == 0
+
+
+# ---- DFA-constrained decoding ----------------------------------------------------------------------
+
+def _tiny_dfa(rng, S, C, blank):
+    trans = rng.integers(-1, S, (S, C)).astype(np.int64)
+    trans[:, blank] = -1
+    accept = rng.random(S) < 0.5
+    accept[rng.integers(S)] = True
+    return trans, accept
+
+
+@settings(deadline=None)
+@given(st.integers(1, 5), st.integers(2, 4), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_dfa_viterbi_kernel_equals_exhaustive_best_path(T, C, S, seed):
+    """Unpruned kernel == the best single path over all C^T frame paths whose collapsed labels the
+    DFA accepts (brute force), and == the NumPy reference."""
+    rng = np.random.default_rng(seed)
+    blank = int(rng.integers(C))
+    lp = np.log(rng.dirichlet(np.ones(C), T))
+    trans, accept = _tiny_dfa(rng, S, C, blank)
+
+    def accepted(labels):
+        s = 0
+        for k in labels:
+            s = trans[s, k]
+            if s < 0:
+                return False
+        return bool(accept[s])
+
+    best = -np.inf
+    for path in itertools.product(range(C), repeat=T):
+        labels, prev = [], -1
+        for k in path:
+            if k != blank and k != prev:
+                labels.append(k)
+            prev = k
+        if accepted(labels):
+            best = max(best, float(sum(lp[t, k] for t, k in enumerate(path))))
+    ref_labels, ref_score = ctc.dfa_viterbi_ref(lp, trans, accept, 0, blank)
+    labels, lens, scores = ctc.dfa_viterbi_kernel(lp, blank, trans, accept, 0, 10_000, C - 1, 1)
+    if best == -np.inf:
+        assert ref_labels is None and len(lens) == 0
+        return
+    assert ref_score == pytest.approx(best, abs=1e-9)
+    assert len(lens) == 1 and scores[0] == pytest.approx(best, abs=1e-9)
+    assert accepted(list(labels[0, :lens[0]]))
+
+
+def test_dfa_decode_finds_luhn_valid_number_where_prefix_beam_needs_a_huge_beam():
+    """A 16-digit line whose greedy reading breaks Luhn in its FIRST digit: the fix must be carried
+    through 15 more characters, which a prefix beam of 8 loses; the recombining decoder keeps it."""
+    charset = " 0123456789"
+    blank = len(charset)
+    truth = "4539 1488 0343 6467"
+    assert rules.card_number_ok(truth)
+    frames = []
+    for i, ch in enumerate(truth):
+        p = np.full(blank + 1, 1e-4)
+        if i == 0:   # '4' read as '9' with a close second
+            p[charset.index("9")], p[charset.index("4")] = 0.55, 0.4
+        else:
+            p[charset.index(ch)] = 0.95
+        frames += [p / p.sum(), np.eye(blank + 1)[blank] * 0.97 + 0.0001]
+    lp = np.log(np.array(frames) / np.array(frames).sum(1, keepdims=True))
+    dfa = rules.constraint(("card", "number"), charset)
+    got = ctc.dfa_decode(lp, dfa, blank=blank, width=64)
+    assert got and "".join(charset[k] for k in got[0].labels) == truth
+    greedy = ctc.greedy_decode(lp, blank=blank)
+    assert "".join(charset[k] for k in greedy.labels) != truth
+
+
+def test_dfa_decode_rejects_bad_arguments():
+    lp = np.log(np.full((4, 3), 1 / 3))
+    trans = np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError):
+        ctc.dfa_decode(lp, (trans[:, :2], np.ones(2, bool), 0), blank=2)
+    with pytest.raises(ValueError):
+        ctc.dfa_decode(lp, (trans + 5, np.ones(2, bool), 0), blank=2)
+    with pytest.raises(ValueError):
+        ctc.dfa_decode(lp, (trans, np.ones(2, bool), 0), blank=2, width=0)
+
+
+# ---- readers on the shipped models -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def card_reader():
+    return Reader("card")
+
+
+def test_card_reader_reads_held_out_cards_from_true_line_boxes(card_reader):
+    """Given each held-out card's true number quad, the reader returns a Luhn-valid, issuer-consistent
+    number equal to the ground truth for most cards (model accuracy is measured by models.evaluate;
+    this checks crop + recognizer + constrained decoding end to end)."""
+    from models.data import generate
+
+    ok = n = 0
+    for i in range(12):
+        smp = generate("card", 8, 1000 + i)
+        ln = next(x for x in smp.lines if x.field == "number")
+        res = card_reader.read(smp.image, quads=[ln.quad])
+        f = res.fields.get("number")
+        assert f is not None and f.valid and rules.card_number_ok(f.raw) and f.meta["issuer"]
+        assert f.text == f.raw.replace(" ", "")
+        assert 0.0 <= f.confidence <= 1.0
+        n += 1
+        ok += f.text == ln.text.replace(" ", "")
+    assert ok >= 0.75 * n, (ok, n)
+
+
+def test_reader_result_structure_and_timings(card_reader):
+    from xnn.ocr import imageio
+
+    img = imageio.load_image(os.path.join(ROOT, "xnn", "examples", "card.jpg"))
+    res = card_reader.read(img)
+    assert set(res.timings) == {"detect", "crop", "recognize", "decode"}
+    assert res.detections is not None and res.detections.shape[1:] == (4, 2) and len(res.detections) >= 1
+    d = res.to_dict()
+    assert d["app"] == "card" and set(d["fields"]) | set(d["missing"]) == {"number", "expiry", "name"}
+    import json
+
+    json.dumps(d)
+    assert card_reader.model_bytes > 100_000
+
+
+def test_reader_rejects_bad_arguments():
+    with pytest.raises(XnnError, match="unknown app"):
+        Reader("passport")
+    with pytest.raises(XnnError):
+        Reader("card", beam=0)
+    for bad in (np.zeros((4, 4, 3), np.uint8), np.zeros((20, 20, 3), np.float32), np.zeros((2, 20, 20, 3), np.uint8)):
+        with pytest.raises(XnnError):
+            apps.check_image(bad)
+
+
+def test_blank_image_has_no_fields(card_reader):
+    res = card_reader.read(np.full((300, 480, 3), 128, np.uint8))
+    assert not res.fields and set(res.missing) == {"number", "expiry", "name"} and not res.ok
+
+
+# ---- fusion ------------------------------------------------------------------------------------------
+
+def _res(**fields):
+    fs = {k: Field(k, t.replace(" ", "") if k == "number" else t, t, c, v, None, [c] * len(t))
+          for k, (t, c, v) in fields.items()}
+    return OcrResult("card", fs, [], [], {"detect": 0.01})
+
+
+def test_fusion_votes_and_stops_when_stable():
+    f = FrameFusion(["number"], {"number": ("card", "number")}, min_votes=2)
+    f.add(_res(number=("4539 1488 0343 6467", 0.6, True)))
+    assert not f.done
+    f.add(_res(number=("4539 1488 0343 6461", 0.2, False)))   # invalid: does not vote
+    assert not f.done
+    f.add(_res(number=("4539 1488 0343 6467", 0.7, True)))
+    assert f.done
+    r = f.result()
+    assert r.fields["number"].text == "4539148803436467" and r.fields["number"].meta["votes"] == 2
+    assert r.fields["number"].meta["read_in"] == 3
+
+
+def test_fusion_character_vote_must_satisfy_the_rules():
+    """Two valid readings differing in two digits, each more confident where it differs from the
+    other: the per-character vote would take one digit from each, which breaks Luhn, so the fused
+    result must stay one of the valid readings."""
+    a = "4539148803436467"
+    b = next(a[:2] + x + a[3:15] + y for x in "0123456789" for y in "0123456789"
+             if x != a[2] and y != a[15] and rules.card_number_ok(a[:2] + x + a[3:15] + y))
+    mixed = a[:15] + b[15]
+    assert not rules.card_number_ok(mixed)
+
+    def res(text, conf_at):
+        cc = [0.5] * 16
+        for k, c in conf_at.items():
+            cc[k] = c
+        return OcrResult("card", {"number": Field("number", text, text, 0.5, True, None, cc)}, [], [], {})
+
+    f = FrameFusion(["number"], {"number": ("card", "number")}, min_votes=3)
+    f.add(res(a, {2: 0.9, 15: 0.1}))
+    f.add(res(b, {2: 0.1, 15: 0.9}))
+    r = f.result()
+    assert r.fields["number"].raw in (a, b) and rules.card_number_ok(r.fields["number"].raw)
+    # without rules for the field there is no character vote either
+    g = FrameFusion(["number"], {}, min_votes=3)
+    g.add(res(a, {2: 0.9, 15: 0.1}))
+    g.add(res(b, {2: 0.1, 15: 0.9}))
+    assert g.result().fields["number"].raw in (a, b)
+
+
+def test_fusion_missing_field_and_bad_args():
+    f = FrameFusion(["number", "expiry"], {}, min_votes=1)
+    f.add(_res(number=("4539 1488 0343 6467", 0.9, True)))
+    r = f.result()
+    assert "expiry" in r.missing and "number" in r.fields and not f.done
+    with pytest.raises(ValueError):
+        FrameFusion(["x"], {}, min_votes=0)

@@ -1,0 +1,308 @@
+"""App readers: an image in, validated fields out (bank card, meter, plate, VIN, ID card, general text).
+
+Pipeline per image (timings in OcrResult.timings, seconds):
+    detect     letterbox the page, run the detector, turn its maps into line quads (xnn.ocr.detect)
+    crop       rectify every line with a homography to 32 rows and normalize it (xnn.ocr.geometry)
+    recognize  run the app's recognizers on every line: per-frame CTC log-probabilities
+    decode     per field, a CTC prefix beam search constrained by the field's grammar (xnn.ocr.rules:
+               Luhn, issuer lengths, MM/YY, VIN check digit, plate formats, ID MOD 11-2 and birth
+               date) on every candidate line; the field takes the line whose best valid reading has
+               the highest exact probability P(text | line) (the CTC forward sum).
+A field that no line can satisfy is absent from `fields` and named in `missing`; the general `text`
+app returns every line with its best unconstrained reading.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import XnnError
+from . import rules
+from .engine import Detector, Recognizer
+from .geometry import fill_color
+
+APPS = ("card", "meter", "plate", "vin", "idcard", "text")
+
+
+@dataclass
+class Field:
+    """One recognized field. text: the normalized value (card number digits without spaces); raw:
+    the characters as read; confidence: P(raw | line) under the recognizer (CTC forward sum);
+    char_conf: per-character posteriors; valid: satisfies the field's rules; quad: (4, 2) page
+    pixels of its line; meta: extras (issuer, derived fields, a rolled meter digit, …)."""
+    name: str
+    text: str
+    raw: str
+    confidence: float
+    valid: bool
+    quad: np.ndarray | None = None
+    char_conf: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["quad"] = None if self.quad is None else np.round(np.asarray(self.quad, float), 1).tolist()
+        d["confidence"] = round(float(self.confidence), 4)
+        d["char_conf"] = [round(float(c), 3) for c in self.char_conf]
+        return d
+
+
+@dataclass
+class LineRead:
+    text: str
+    confidence: float
+    quad: np.ndarray
+    score: float            # detector score
+    model: str = ""
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "confidence": round(float(self.confidence), 4),
+                "quad": np.round(np.asarray(self.quad, float), 1).tolist(), "score": round(float(self.score), 3),
+                "model": self.model}
+
+
+@dataclass
+class OcrResult:
+    app: str
+    fields: dict
+    lines: list
+    missing: list
+    timings: dict
+    image_size: tuple = (0, 0)
+    quality: object = None
+    detections: np.ndarray | None = None   # every detected line quad (n, 4, 2), page pixels
+
+    @property
+    def ok(self) -> bool:
+        """Every field of the app was found and is valid."""
+        return not self.missing and all(f.valid for f in self.fields.values())
+
+    def to_dict(self) -> dict:
+        d = {"app": self.app, "ok": self.ok, "fields": {k: f.to_dict() for k, f in self.fields.items()},
+             "missing": list(self.missing), "lines": [ln.to_dict() for ln in self.lines],
+             "timings_ms": {k: round(1000 * v, 2) for k, v in self.timings.items()},
+             "image_size": list(self.image_size)}
+        if self.quality is not None:
+            d["quality"] = self.quality.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """How an app reads one field: which zoo recognizer, which grammar (xnn.ocr.rules key), how many
+    characters of the greedy reading make a line worth a constrained search (a cheap pre-filter),
+    and how the raw text is normalized and validated."""
+    name: str
+    model: str
+    grammar: tuple
+    min_chars: int = 1
+    strip: str = ""          # characters removed by normalization (card number grouping spaces)
+
+
+APP_FIELDS = {
+    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
+             FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4),
+             FieldRule("name", "card_expiry_name", ("card", "name"), 3)),
+    "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4),),
+    "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
+    "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
+    "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),),
+}
+# fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
+OPTIONAL_MODELS = {"card_expiry_name"}
+
+
+def _zoo_has(name: str) -> bool:
+    from .. import zoo
+
+    return any(f.startswith(name + "_int8.") or f == name + ".xnn" for f in zoo.available())
+
+
+class Reader:
+    """Loads the detector and the app's recognizers once (from xnn/zoo, no network) and reads images.
+
+        reader = xnn.ocr.Reader("card")
+        result = reader.read(rgb_uint8)          # OcrResult
+        result.fields["number"].text             # '4512345678901234'
+
+    app: one of APPS. beam: hypotheses per frame of the constrained CTC search (xnn.ctc.dfa_decode).
+    num_threads: runtime threads.
+    models: optional {zoo name: path} overrides (e.g. a compressed .xnn)."""
+
+    def __init__(self, app: str = "text", beam: int = 256, num_threads: int = 1, models: dict | None = None,
+                 detector: str = "detector", det_threshold: float = 0.5):
+        if app not in APPS:
+            raise XnnError(f"unknown app {app!r}; choose one of {', '.join(APPS)}")
+        self.app = app
+        if int(beam) < 1:
+            raise XnnError(f"beam must be >= 1, got {beam}")
+        self.beam = int(beam)
+        models = dict(models or {})
+        self.detector = Detector(models.get("detector", detector), num_threads=num_threads, threshold=det_threshold)
+        self.rules = APP_FIELDS.get(app, ())
+        names = {r.model for r in self.rules}
+        if app == "text":
+            from .. import zoo
+
+            names = {f[: -len("_int8.tflite")] for f in zoo.available() if f.endswith("_int8.tflite")} - {"detector"}
+        self.recognizers = {}
+        self.unavailable = {}
+        for n in sorted(names):
+            if n not in models and not _zoo_has(n):
+                if n in OPTIONAL_MODELS or app == "text":
+                    self.unavailable[n] = "model not shipped yet"
+                    continue
+                raise XnnError(f"app {app!r} needs the recognizer {n!r}, which is not in xnn/zoo")
+            self.recognizers[n] = Recognizer(models.get(n, n), num_threads=num_threads)
+        self._dfas = {}
+
+    @property
+    def model_bytes(self) -> int:
+        return self.detector.model_bytes + sum(r.model_bytes for r in self.recognizers.values())
+
+    def _dfa(self, rule: FieldRule, rec: Recognizer):
+        key = (rule.grammar, rec.charset)
+        if key not in self._dfas:
+            self._dfas[key] = rules.constraint(rule.grammar, rec.charset)
+        return self._dfas[key]
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    def detect(self, image: np.ndarray):
+        return self.detector(image)
+
+    def read(self, image: np.ndarray, quads=None) -> OcrResult:
+        """Read one RGB (H, W, 3) or gray (H, W) uint8 image. quads: optional (n, 4, 2) line quads
+        in page pixels to use instead of the detector's (e.g. a fixed capture frame)."""
+        image = check_image(image)
+        t = {"detect": 0.0, "crop": 0.0, "recognize": 0.0, "decode": 0.0}
+        t0 = time.perf_counter()
+        if quads is None:
+            quads, scores = self.detect(image)
+        else:
+            quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
+            scores = np.ones(len(quads))
+        t["detect"] = time.perf_counter() - t0
+        # per recognizer: log-probs of every line (crops shared by recognizers of one input width)
+        lps, crops = {}, {}
+        fill = fill_color(image)
+        for name, rec in self.recognizers.items():
+            rows = []
+            for k, q in enumerate(quads):
+                t1 = time.perf_counter()
+                key = (k, rec.width)
+                if key not in crops:
+                    try:
+                        crops[key] = rec.crop(image, q, fill)
+                    except ValueError:          # degenerate quad
+                        crops[key] = None
+                line = crops[key]
+                t2 = time.perf_counter()
+                t["crop"] += t2 - t1
+                rows.append(None if line is None else rec.log_probs(line))
+                t["recognize"] += time.perf_counter() - t2
+            lps[name] = rows
+        t3 = time.perf_counter()
+        if self.app == "text":
+            lines = self._read_text(quads, scores, lps)
+            fields, missing = {}, []
+        else:
+            fields, missing, lines = self._read_fields(quads, scores, lps)
+        t["decode"] = time.perf_counter() - t3
+        return OcrResult(self.app, fields, lines, missing, t, image_size=image.shape[:2],
+                         detections=np.asarray(quads, np.float32).reshape(-1, 4, 2))
+
+    def _read_text(self, quads, scores, lps):
+        lines = []
+        for i, q in enumerate(quads):
+            best = None
+            for name, rec in self.recognizers.items():
+                lp = lps[name][i]
+                if lp is None:
+                    continue
+                r = rec.decode(lp, beam_width=1)[0]
+                conf = float(np.mean(r.char_conf)) if len(r.labels) else 0.0
+                if len(r.labels) and (best is None or conf > best.confidence):
+                    best = LineRead(rec.text(r.labels), conf, q, float(scores[i]), name)
+            if best is not None:
+                lines.append(best)
+        return lines
+
+    def _read_fields(self, quads, scores, lps):
+        fields, missing, used = {}, [], set()
+        lines = []
+        for rule in self.rules:
+            rec = self.recognizers.get(rule.model)
+            if rec is None:
+                missing.append(rule.name)
+                continue
+            dfa = self._dfa(rule, rec)
+            cand = [i for i in range(len(quads)) if i not in used and lps[rule.model][i] is not None
+                    and len(rec.decode(lps[rule.model][i], beam_width=1)[0].labels) >= rule.min_chars]
+            best = None
+            for width in (self.beam, 8 * self.beam):     # a wider search only when the first finds nothing
+                for i in cand:
+                    found = rec.decode(lps[rule.model][i], dfa=dfa, top_k=2, width=width)
+                    if found and (best is None or found[0].log_prob > best[1][0].log_prob):
+                        best = (i, found)
+                if best is not None:
+                    break
+            if best is None:
+                missing.append(rule.name)
+                continue
+            i, found = best
+            used.add(i)
+            fields[rule.name] = self._field(rule, rec, found, quads[i])
+            lines.append(LineRead(fields[rule.name].raw, fields[rule.name].confidence, quads[i], float(scores[i]),
+                                  rule.model))
+        return fields, missing, lines
+
+    def _field(self, rule: FieldRule, rec: Recognizer, found: list, quad) -> Field:
+        r = found[0]
+        raw = rec.text(r.labels)
+        meta = {}
+        if rule.name == "reading" and len(found) > 1:
+            raw, r, meta = _resolve_rolled(rec, found, raw, r)
+        text = "".join(c for c in raw if c not in rule.strip)
+        valid = rules.VALIDATORS[rule.grammar](raw)
+        if rule.grammar == ("card", "number"):
+            meta["issuer"] = rules.card_issuer(text)
+        if rule.grammar == ("idcard", "id_number") and valid:
+            info = rules.id_info(text)
+            meta.update({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in info.items()})
+        return Field(rule.name, text, raw, float(np.exp(r.log_prob)), bool(valid), np.asarray(quad, np.float32),
+                     [float(c) for c in r.char_conf], meta)
+
+
+def _resolve_rolled(rec, found, raw, r):
+    """A meter's last wheel caught between two digits: when the two best valid readings differ only
+    in the last digit and those digits are consecutive (d and d + 1 mod 10), a meter reader takes d,
+    the value the wheel is leaving (the register has not reached d + 1 yet)."""
+    alt = rec.text(found[1].labels)
+    meta = {}
+    if len(alt) == len(raw) and alt[:-1] == raw[:-1] and alt[-1] != raw[-1] and \
+            found[1].log_prob > r.log_prob - np.log(20.0):
+        a, b = int(raw[-1]), int(alt[-1])
+        leaving = a if (a + 1) % 10 == b else b if (b + 1) % 10 == a else None
+        if leaving is not None:
+            meta = {"rolled": True, "alternatives": [raw, alt]}
+            if leaving == b:
+                return alt, found[1], meta
+    return raw, r, meta
+
+
+def check_image(image) -> np.ndarray:
+    """Validate an image array: (H, W) or (H, W, 3|4) uint8, at least 8 x 8 pixels."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise XnnError(f"image must be uint8, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[..., :3]
+    elif a.ndim != 2:
+        raise XnnError(f"image must be (H, W) gray or (H, W, 3) RGB, got shape {a.shape}")
+    if a.shape[0] < 8 or a.shape[1] < 8:
+        raise XnnError(f"image is too small ({a.shape[1]}x{a.shape[0]} pixels)")
+    return np.ascontiguousarray(a)

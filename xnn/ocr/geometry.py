@@ -1,0 +1,143 @@
+"""Line geometry shared by training and inference: homographies, the line rectifier and the
+recognizer's line preprocessing.
+
+Coordinates are continuous pixel coordinates (pixel (i, j) covers [j, j+1) x [i, i+1)); a quad is
+(4, 2) points TL, TR, BR, BL, clockwise on screen (y down). Pillow's PERSPECTIVE transform samples
+its input at H^-1 of every output pixel centre, the same convention.
+
+The recognizers of xnn/zoo were trained on lines cut by `crop_line` and normalized by
+`prepare_line` (models/ imports both from here), so inference reproduces training's preprocessing
+exactly. Both need Pillow (the `ocr` extra); the rest of this module is NumPy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+HEIGHT = 32  # recognizer input rows
+
+
+def homography(src, dst) -> np.ndarray:
+    """3x3 H with dst ~ H @ src for 4 point pairs (direct linear transform with h33 = 1): each pair
+    gives two rows of an 8x8 linear system. Singular when 3 of the 4 points are collinear."""
+    p = np.asarray(src, np.float64).reshape(4, 2)
+    q = np.asarray(dst, np.float64).reshape(4, 2)
+    x, y, u, v = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+    one, zero = np.ones(4), np.zeros(4)
+    rows_u = np.stack([x, y, one, zero, zero, zero, -u * x, -u * y], 1)
+    rows_v = np.stack([zero, zero, zero, x, y, one, -v * x, -v * y], 1)
+    a = np.empty((8, 8))
+    a[0::2], a[1::2] = rows_u, rows_v
+    rhs = np.empty(8)
+    rhs[0::2], rhs[1::2] = u, v
+    return np.append(np.linalg.solve(a, rhs), 1.0).reshape(3, 3)
+
+
+def box_quad(x0, y0, x1, y1) -> np.ndarray:
+    """Axis-aligned box as a quad (TL, TR, BR, BL)."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+
+
+def quad_size(quad) -> tuple:
+    """(width, height) of a quad: mean lengths of its top/bottom and left/right edges."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    w = 0.5 * (np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3]))
+    h = 0.5 * (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1]))
+    return float(w), float(h)
+
+
+def quad_angle(quad) -> float:
+    """Reading direction of a quad in degrees (0 = left to right, positive = clockwise on screen)."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    dx, dy = (q[1] - q[0]) + (q[2] - q[3])
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def _padded(q: np.ndarray, pad_x: float, pad_y: float):
+    """The quad grown by pad_x / pad_y line heights along its own edges, and its (width, height)."""
+    w, h = quad_size(q)
+    if h < 1e-3 or w < 1e-3:
+        raise ValueError("degenerate quad")
+    tl, tr, br, bl = q
+    px, py = pad_x * h, pad_y * h
+
+    def step(a, b, d):  # d pixels along a -> b
+        v = b - a
+        return d * v / max(1e-9, float(np.linalg.norm(v)))
+
+    grown = np.array([tl - step(tl, tr, px) - step(tl, bl, py), tr + step(tl, tr, px) - step(tr, br, py),
+                      br + step(bl, br, px) + step(tr, br, py), bl - step(bl, br, px) + step(tl, bl, py)])
+    return grown, w + 2 * px, h + 2 * py
+
+
+def fill_color(image: np.ndarray) -> tuple:
+    """crop_line's fill for parts outside the image: the image's mean colour (integers)."""
+    img = np.asarray(image)
+    return tuple(int(c) for c in img.reshape(-1, img.shape[-1] if img.ndim == 3 else 1)[:, :3].mean(0))
+
+
+def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15, pad_y: float = 0.15,
+              max_width: int | None = None, fill: tuple | None = None) -> np.ndarray:
+    """Rectify a text line: the quad, grown by pad_x / pad_y line heights along its own edges, is
+    mapped by a homography onto a `height`-row RGB image whose width keeps the grown quad's aspect
+    ratio (at most max_width). Lines shrunk by more than 1.5x are box-filtered first (Pillow's
+    transform point-samples). Parts outside the image take the image's mean colour (pass `fill`
+    = fill_color(image) when cutting many lines from one image)."""
+    from PIL import Image
+
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = np.ascontiguousarray(img[..., :3], dtype=np.uint8)
+    g, gw, gh = _padded(np.asarray(quad, np.float64).reshape(4, 2), pad_x, pad_y)
+    out_w = max(1, int(round(height * gw / gh)))
+    if max_width is not None:
+        out_w = min(out_w, max_width)
+    if fill is None:
+        fill = fill_color(img)
+    # cut the quad's bounding region out first (cheap), padded with the fill colour
+    lo = np.floor(g.min(0)).astype(int) - 2
+    hi = np.ceil(g.max(0)).astype(int) + 2
+    if np.any(hi - lo > 4 * max(img.shape[:2]) + 64):
+        raise ValueError("quad far larger than the image")
+    buf = np.empty((int(hi[1] - lo[1]), int(hi[0] - lo[0]), 3), np.uint8)
+    buf[:] = np.asarray(fill, np.uint8)
+    x0, y0 = max(0, lo[0]), max(0, lo[1])
+    x1, y1 = min(img.shape[1], hi[0]), min(img.shape[0], hi[1])
+    if x1 > x0 and y1 > y0:
+        buf[y0 - lo[1]:y1 - lo[1], x0 - lo[0]:x1 - lo[0]] = img[y0:y1, x0:x1]
+    region = Image.fromarray(buf)
+    g = g - lo
+    shrink = gh / height
+    if shrink > 1.5:
+        nw, nh = max(1, int(region.width / shrink)), max(1, int(region.height / shrink))
+        g = g * [nw / region.width, nh / region.height]
+        region = region.resize((nw, nh), Image.BOX)
+    hm = homography(box_quad(0, 0, out_w, height), g)
+    hm = hm / hm[2, 2]
+    out = region.transform((out_w, height), Image.PERSPECTIVE, tuple(hm.ravel()[:8]), Image.BILINEAR,
+                           fillcolor=fill)
+    return np.asarray(out)
+
+
+def prepare_line(rgb: np.ndarray, width: int) -> np.ndarray:
+    """A rectified line crop (h x w x 3 uint8, or h x w gray) -> the recognizer's (32, width) uint8:
+    gray = 0.299 R + 0.587 G + 0.114 B; the line scaled to 32 rows keeping its aspect ratio and
+    squashed to at most `width` columns (bilinear); contrast stretched so its 1st/99th percentiles
+    map to 0/255 (skipped when they differ by < 16, an empty line); right-padded with its median."""
+    from PIL import Image
+
+    a = np.asarray(rgb)
+    if a.ndim == 3:
+        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    a = a.astype(np.float32)
+    h, w = a.shape
+    new_w = max(1, min(width, int(round(w * HEIGHT / h))))
+    if (h, w) != (HEIGHT, new_w):
+        a = np.asarray(Image.fromarray(a).resize((new_w, HEIGHT), Image.BILINEAR))
+    lo, hi = np.percentile(a, [1, 99])
+    if hi - lo >= 16:
+        a = (a - lo) * (255.0 / (hi - lo))
+    a = np.clip(a, 0, 255)
+    out = np.full((HEIGHT, width), np.median(a), np.float32)
+    out[:, :new_w] = a
+    return np.round(out).astype(np.uint8)
