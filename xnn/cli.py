@@ -408,15 +408,21 @@ def _print_error(g, data, args):
 
 # ---- xnn ocr ------------------------------------------------------------------------------------
 
-def _ocr_text(path, res, quality) -> str:
+def _ocr_text(path, res, quality, reader=None) -> str:
     out = [f"{path}: {res.app}"]
+    no_model = {r.name for r in getattr(reader, "rules", ()) if r.model in getattr(reader, "unavailable", {})}
     for name, f in res.fields.items():
         flag = "" if f.valid else "  (fails the rules)"
         extra = "".join(f"  {k}={v}" for k, v in f.meta.items() if k in ("issuer", "birth", "sex", "region",
                                                                         "rolled", "votes"))
         out.append(f"  {name:10s} {f.text}   conf {f.confidence:.3f}{flag}{extra}")
     for name in res.missing:
-        out.append(f"  {name:10s} (not found)")
+        if name in res.rejected:
+            r = res.rejected[name]
+            out.append(f"  {name:10s} (uncertain: best valid reading {r.text} has confidence {r.confidence:.2g})")
+        else:
+            out.append(f"  {name:10s} " + ("(not read: its recognizer is not shipped yet)" if name in no_model
+                                           else "(not found)"))
     if res.app == "text":
         for ln in res.lines:
             out.append(f"  {ln.text}   conf {ln.confidence:.3f}")
@@ -460,7 +466,8 @@ def cmd_ocr(args) -> int:
         raise XnnError("no input: give an image, a directory of images, or --frames DIR")
     if not os.path.exists(src):
         raise XnnError(f"{src}: no such file or directory")
-    reader = Reader(args.app, beam=args.beam, num_threads=args.threads)
+    reader = Reader(args.app, beam=args.beam, num_threads=args.threads, meter_digits=args.digits,
+                    min_confidence=args.min_conf)
     if args.frames:
         files = imageio.list_images(src)
         if not files:
@@ -472,7 +479,7 @@ def cmd_ocr(args) -> int:
             d.update(frames_used=used, frames_available=len(files))
             print(json.dumps(d, ensure_ascii=False))
         else:
-            print(_ocr_text(src, res, None))
+            print(_ocr_text(src, res, None, reader))
             print(f"  fused {used} of {len(files)} frames" + (" (stable)" if res.ok else ""))
         return 0 if _found_something(res) else 1
     if os.path.isdir(src):
@@ -486,7 +493,7 @@ def cmd_ocr(args) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), ensure_ascii=False))
     else:
-        print(_ocr_text(src, res, q))
+        print(_ocr_text(src, res, q, reader))
     if not _found_something(res):
         print(f"xnn: {src}: no {'text' if args.app == 'text' else args.app + ' fields'} found", file=sys.stderr)
         return 1
@@ -523,7 +530,7 @@ def _ocr_batch(reader, folder, args) -> int:
             d["file"] = path
             print(json.dumps(d, ensure_ascii=False))
         else:
-            print(_ocr_text(path, res, None))
+            print(_ocr_text(path, res, None, reader))
         if _found_something(res):
             ok_n += 1 if res.ok or res.app == "text" else 0
         else:
@@ -607,9 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fuse the frames in DIR (sorted by name) into one reading; stops once every field is stable")
     po.add_argument("--max-frames", type=int, default=30, help="with --frames: read at most this many frames")
     po.add_argument("--min-votes", type=int, default=2, help="with --frames: votes that make a field stable")
+    po.add_argument("--min-conf", type=float, default=0.01,
+                    help="report a field only when its reading's probability is at least this (default 0.01)")
     po.add_argument("--beam", type=int, default=256,
                     help="hypotheses per frame of the rule-constrained CTC search (default 256)")
     po.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    po.add_argument("--digits", type=int, metavar="N", help="--app meter: the register has exactly N digit wheels "
+                                                         "(default: any of 5-8)")
     po.add_argument("--no-quality", action="store_true", help="skip the capture-quality hints")
     po.set_defaults(fn=cmd_ocr)
     return p

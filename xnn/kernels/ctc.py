@@ -580,6 +580,40 @@ def dfa_viterbi_ref(lp, transitions, accept, start=0, blank=0):
 
 
 @njit(cache=True)
+def _top_indices(scores, n, k, idx):
+    """Fill idx[:min(n, k)] with the indices of the k largest of scores[:n] (in no particular order):
+    quickselect (Hoare partition, median-of-three pivot) over an index array."""
+    for i in range(n):
+        idx[i] = i
+    if n <= k:
+        return n
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        a, b, c = scores[idx[lo]], scores[idx[mid]], scores[idx[hi]]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while scores[idx[i]] > pivot:
+                i += 1
+            while scores[idx[j]] < pivot:
+                j -= 1
+            if i <= j:
+                t = idx[i]
+                idx[i] = idx[j]
+                idx[j] = t
+                i += 1
+                j -= 1
+        if k - 1 <= j:
+            hi = j
+        elif k - 1 >= i:
+            lo = i
+        else:
+            break
+    return k
+
+
+@njit(cache=True)
 def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes, n_best):
     """Beam Viterbi over (DFA state, last label); returns up to n_best accepted label sequences
     (padded (n, T) int32, lengths, path scores), best first."""
@@ -603,6 +637,7 @@ def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes
     cand_par = np.empty(M, np.int32)
     cand_em = np.empty(M, np.int32)
     order_k = np.empty(top_classes, np.int64)
+    keep = np.empty(M, np.int64)
     for t in range(T):
         # the frame's most probable non-blank classes
         nk = 0
@@ -666,8 +701,7 @@ def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes
             slot[cand_s[i] * C + cand_l[i]] = -1
         if n_c == 0:
             return np.zeros((0, T), np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64)
-        keep = np.argsort(-cand_sc[:n_c], kind="mergesort")[:width]
-        n_cur = len(keep)
+        n_cur = _top_indices(cand_sc, n_c, width, keep)
         for j in range(n_cur):
             i = keep[j]
             cur_s[j] = cand_s[i]
@@ -678,7 +712,7 @@ def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes
     # accepted final hypotheses, best first
     fin = np.empty(n_cur, np.int64)
     n_fin = 0
-    for h in range(n_cur):
+    for h in np.argsort(-cur_sc[:n_cur], kind="mergesort"):
         if accept[cur_s[h]]:
             fin[n_fin] = h
             n_fin += 1
@@ -687,7 +721,7 @@ def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes
     lens = np.zeros(n_out, np.int32)
     scores = np.zeros(n_out, np.float64)
     for o in range(n_out):
-        h = fin[o]                 # cur_* are sorted by score, so fin is too
+        h = fin[o]
         scores[o] = cur_sc[h]
         n = 0
         for t in range(T - 1, -1, -1):

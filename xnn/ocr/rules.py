@@ -828,13 +828,63 @@ def grammar_key(name_or_key) -> tuple:
     raise KeyError(f"no grammar {name_or_key!r}; known: {sorted(GRAMMARS)}")
 
 
+def _cache_path(grammar, charset: str):
+    """Disk cache file of a registry grammar compiled for a charset (None: caching off, or a Dfa
+    object). The name hashes this module's source, the key and the charset, so an edited rule never
+    reads a stale table. XNN_CACHE_DIR overrides ~/.cache/xnn; XNN_CACHE_DIR=off disables it."""
+    import hashlib
+    import os
+
+    if not isinstance(grammar, tuple):
+        return None
+    root = os.environ.get("XNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "xnn")
+    if root == "off":
+        return None
+    with open(__file__, "rb") as f:
+        h = hashlib.sha256(f.read())
+    h.update(repr((grammar, charset)).encode("utf-8"))
+    return os.path.join(root, f"dfa_{h.hexdigest()[:24]}.npz")
+
+
+def _load_cached(path):
+    """(trans, accept) from a cache file, or None when it is missing or malformed (validated: the
+    decoder indexes these tables without bounds checks)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            trans, accept = z["trans"].astype(np.int64), z["accept"].astype(bool)
+    except (OSError, ValueError, KeyError):
+        return None
+    if trans.ndim != 2 or accept.shape != (trans.shape[0],) or trans.shape[0] < 1:
+        return None
+    if trans.min() < -1 or trans.max() >= trans.shape[0]:
+        return None
+    return trans, accept
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(grammar, charset: str):
-    d = GRAMMARS[grammar]() if isinstance(grammar, tuple) else grammar
-    trans, accept, start = d.compile(charset)
+    path = _cache_path(grammar, charset)
+    hit = _load_cached(path) if path else None
+    if hit is not None and hit[0].shape[1] == len(charset) + 1:
+        trans, accept = hit
+    else:
+        d = GRAMMARS[grammar]() if isinstance(grammar, tuple) else grammar
+        trans, accept, _ = d.compile(charset)
+        if path:
+            import os
+            import tempfile
+
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+                with os.fdopen(fd, "wb") as f:
+                    np.savez_compressed(f, trans=trans, accept=accept)
+                os.replace(tmp, path)
+            except OSError:
+                pass                       # a read-only home: compile every time
     trans.setflags(write=False)
     accept.setflags(write=False)
-    return trans, accept, start
+    return trans, accept, 0
 
 
 def constraint(name_or_key, charset: str):
