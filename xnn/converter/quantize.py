@@ -2,8 +2,8 @@
 
 Calibration: the float graph runs in xnn over the calibration feeds with every float activation
 kept as a graph output; each tensor's [min, max] over all feeds is recorded. The integer LSTM also
-needs the range of its cell state over all time steps, which a small NumPy float LSTM recomputes
-from the recorded LSTM input.
+needs the range of its cell state and (with projection) of its hidden o·tanh(c) over all time
+steps, which a small NumPy float LSTM recomputes from the recorded LSTM input.
 
 Parameters (TFLite's int8 spec):
   activations  asymmetric per tensor: the range is widened to hold 0, s = (max - min) / 255,
@@ -16,11 +16,17 @@ Parameters (TFLite's int8 spec):
                resize, reverse, slices, min/max) must have identical input and output parameters:
                those tensors form one group (union-find) quantized with the union of their ranges
                (a fixed output in a group wins).
-  LSTM         8x8→16 integer form: int8 weights per tensor symmetric; gate biases int32 at
-               s_x · s_w(gate); hidden state/output share one int8 quantization; cell state int16
-               with scale 2^cs, cs = ceil(log2 max|c|) - 15 clamped to -15..-9 (LiteRT's integer
-               tanh handles only those); intermediates: four float placeholders (used only with
-               layer norm) and the hidden (o·tanh c) quantization = the output's.
+  LSTM         8x8→16 integer form (no CIFG, peephole or layer norm; projection optional):
+               int8 weights per tensor symmetric (projection weights too); gate biases int32 at
+               s_x · s_w(gate); hidden state/output share one int8 quantization (the output's
+               calibrated range: the projected output with projection); cell state int16 with
+               scale 2^cs, cs = ceil(log2 max|c|) - 15 clamped to -15..-9 (LiteRT's integer tanh
+               handles only those); intermediates: four float placeholders (used only with layer
+               norm) and intermediate 4, the hidden m = o·tanh(c): without projection the output's
+               quantization; with projection m's own calibrated range, s_m = (max - min) / 255, with
+               the zero point negated (hidden_params: LiteRT stores m - zp, not m + zp) and the
+               projection bias int32 at s_Wp · s_m. max|c| and m's range come from a NumPy float
+               LSTM run on the recorded LSTM input (_lstm_float_stats).
 Float graph inputs get a QUANTIZE node, float outputs a DEQUANTIZE node (int8_io=True instead
 makes the model's inputs/outputs int8 themselves).
 """
@@ -83,6 +89,17 @@ def affine_params(lo: float, hi: float) -> tuple:
     return float(np.float32(s)), zp
 
 
+def hidden_params(lo: float, hi: float) -> tuple:
+    """int8 (scale, zp) of a projected LSTM's hidden m = o·tanh(c) (intermediate 4) for its
+    calibrated range [lo, hi]: the scale as for any activation, (hi - lo) / 255 over the range
+    widened to hold 0. The zero point is negated with respect to the usual one: LiteRT's integer
+    LSTM stores m as clamp(round(m / s) - zp) and gives the projection zp·ΣWp back through its bias
+    (lstm_eval CwiseMul / PrecomputeZeroPointTimesWeightWithBias), so the representable range is
+    [(-128 + zp)·s, (127 + zp)·s]; zp = 128 + lo / s puts [lo, hi] in it."""
+    s, zp = affine_params(lo, hi)
+    return s, int(np.clip(-zp, -128, 127))
+
+
 def symmetric_weights(w: np.ndarray, axis):
     """int8 symmetric weights: per channel along `axis` (or per tensor when None)."""
     w = np.asarray(w, np.float64)
@@ -124,20 +141,27 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _lstm_cell_absmax(g: Graph, node: Node, x: np.ndarray) -> float:
-    """max |c_t| over all steps of a float LSTM (gates i, f, g, o; c = f·c + i·g, clipped)."""
+def _lstm_float_stats(g: Graph, node: Node, x: np.ndarray, outputs: bool = False):
+    """The ranges the integer LSTM needs that no graph tensor holds, from a float64 NumPy LSTM run
+    on its recorded input x: {"c": max |c_t|, "m": [min, max] of the hidden m_t = o·tanh(c_t)}
+    over all steps (gates i, f, g, o; c = f·c + i·g clipped to cell_clip). With projection the
+    state fed back (and output) is h_t = clip(Wp·m_t + bp, proj_clip), without it h_t = m_t.
+    outputs=True: (stats, the output sequence [batch, time, n_output])."""
     w = [None if t < 0 else (None if g.tensors[t].data is None else np.asarray(g.tensors[t].data, np.float64))
          for t in node.inputs]
+    w += [None] * (24 - len(w))
     opt = node.options
-    if opt.get("time_major", False):
-        x = np.swapaxes(x, 0, 1)  # -> [batch, time, features]
-    x = np.asarray(x, np.float64)
+    tm = bool(opt.get("time_major", False))
+    x = np.asarray(np.swapaxes(x, 0, 1) if tm else x, np.float64)  # -> [batch, time, features]
     B, T = x.shape[:2]
     nc = w[2].shape[0]
     h = np.zeros((B, w[6].shape[1]))
     c = np.zeros((B, nc))
     clip = float(opt.get("cell_clip", 0.0) or 0.0)
-    m = 0.0
+    pclip = float(opt.get("proj_clip", 0.0) or 0.0)
+    wp, bp = w[16], w[17]
+    cmax, mlo, mhi = 0.0, math.inf, -math.inf
+    ys = []
     for t in range(T):
         a = [x[:, t] @ w[1 + k].T + h @ w[5 + k].T + (w[12 + k] if w[12 + k] is not None else 0.0)
              for k in range(4)]
@@ -145,13 +169,33 @@ def _lstm_cell_absmax(g: Graph, node: Node, x: np.ndarray) -> float:
         c = f * c + i * gg
         if clip > 0:
             c = np.clip(c, -clip, clip)
-        m = max(m, float(np.abs(c).max(initial=0.0)))
-        h = o * np.tanh(c)
-    return m
+        cmax = max(cmax, float(np.abs(c).max(initial=0.0)))
+        m = o * np.tanh(c)
+        mlo, mhi = min(mlo, float(m.min(initial=math.inf))), max(mhi, float(m.max(initial=-math.inf)))
+        if wp is None:
+            h = m
+        else:
+            h = m @ wp.T + (bp if bp is not None else 0.0)
+            if pclip > 0:
+                h = np.clip(h, -pclip, pclip)
+        if outputs:
+            ys.append(h)
+    stats = {"c": cmax, "m": [mlo, mhi] if T else [0.0, 0.0]}
+    if not outputs:
+        return stats
+    y = np.stack(ys, axis=1) if ys else np.zeros((B, 0, h.shape[1]))
+    return stats, (np.swapaxes(y, 0, 1) if tm else y)
+
+
+def _merge_lstm_stats(acc: dict, s: dict) -> dict:
+    if not acc:
+        return {"c": s["c"], "m": list(s["m"])}
+    return {"c": max(acc["c"], s["c"]), "m": [min(acc["m"][0], s["m"][0]), max(acc["m"][1], s["m"][1])]}
 
 
 def calibrate(g: Graph, feeds: list, progress=None) -> tuple:
-    """Run the float graph over the feeds: ({tensor: [min, max]}, {lstm node position: max|c|})."""
+    """Run the float graph over the feeds: ({tensor: [min, max]}, {lstm node position: stats}),
+    stats = {"c": max |cell state|, "m": [min, max] of the hidden o·tanh(c)} (_lstm_float_stats)."""
     acts = _float_activations(g)
     cal = g.replace(outputs=tuple(acts))
     it = _interpreter_for(cal)
@@ -180,7 +224,7 @@ def calibrate(g: Graph, feeds: list, progress=None) -> tuple:
             r = ranges.setdefault(t, [lo, hi])
             r[0], r[1] = min(r[0], lo), max(r[1], hi)
         for p, n in lstms:
-            cells[p] = max(cells.get(p, 0.0), _lstm_cell_absmax(g, n, it._arrays[n.inputs[0]]))
+            cells[p] = _merge_lstm_stats(cells.get(p), _lstm_float_stats(g, n, it._arrays[n.inputs[0]]))
         if progress is not None:
             progress(f"  calibration {k + 1}/{len(feeds)}")
     return ranges, cells
@@ -214,18 +258,26 @@ def _check_supported(g: Graph):
             continue
         if n.op not in SHARED and n.op not in FREE:
             raise XnnError(f"node {n.name or n.op}: int8 quantization of {n.op} is not supported")
-        slots = [WEIGHTED[n.op][0]] if n.op in WEIGHTED else (range(1, 9) if n.op == LSTM else [])
+        if n.op == LSTM:
+            ins = list(n.inputs) + [-1] * (24 - len(n.inputs))
+            if any(ins[k] >= 0 for k in (9, 10, 11, 20, 21, 22, 23)) or ins[1] < 0:
+                raise XnnError(f"node {n.name or n.op}: int8 quantization supports LSTMs without "
+                               "CIFG, peephole or layer norm (projection is supported)")
+            if ins[17] >= 0 and ins[16] < 0:
+                raise XnnError(f"node {n.name or n.op}: LSTM projection bias without projection weights")
+            act = n.options.get("fused_activation_function", 0)
+            if act not in (4, "TANH"):
+                raise XnnError(f"node {n.name or n.op}: int8 quantization needs the LSTM's cell activation "
+                               f"to be TANH (LiteRT's integer LSTM always uses tanh), got {act}")
+        slots = [WEIGHTED[n.op][0]] if n.op in WEIGHTED else []
+        if n.op == LSTM:  # gate weights, and the projection weights and bias where present
+            slots = list(range(1, 9)) + [k for k in (16, 17) if k < len(n.inputs) and n.inputs[k] >= 0]
         for k in slots:
             w = g.tensors[n.inputs[k]] if k < len(n.inputs) and n.inputs[k] >= 0 else None
             if w is None or w.data is None or w.dtype != F32:
                 raise XnnError(f"node {n.name or n.op}: weights must be float32 constants to quantize "
                                f"(got {'none' if w is None else w.dtype.name}; is the model already "
                                "quantized?)")
-        if n.op == LSTM:
-            ins = list(n.inputs) + [-1] * (24 - len(n.inputs))
-            if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)) or ins[1] < 0:
-                raise XnnError(f"node {n.name or n.op}: int8 quantization supports LSTMs without "
-                               "CIFG, peephole, projection or layer norm")
 
 
 def choose_params(g: Graph, ranges: dict) -> dict:
@@ -364,12 +416,14 @@ def int8_io_graph(q: Graph) -> Graph:
 
 def _quantize_lstm(g: Graph, n: Node, p: int, tensors: list, cells: dict) -> Node:
     """Rewrite one float LSTM node in `tensors` to the integer 8x8→16 form; returns the new node."""
-    ins = list(n.inputs)
+    ins = list(n.inputs) + [-1] * (20 - len(n.inputs))
     x, y = tensors[ins[0]], tensors[n.outputs[0]]
     s_x = float(x.quant.s)
     s_y, zp_y = float(y.quant.s), int(y.quant.zp)
+    stats = cells.get(p) or {"c": 0.0, "m": [0.0, 0.0]}
+    projection = ins[16] >= 0
     s_w = {}
-    for k in range(1, 9):
+    for k in list(range(1, 9)) + ([16] if projection else []):
         q, s = symmetric_weights(g.tensors[ins[k]].data, None)
         s_w[k] = s
         tensors[ins[k]] = replace(g.tensors[ins[k]], dtype=I8, data=_ro(q), quant=_qp(s))
@@ -381,8 +435,16 @@ def _quantize_lstm(g: Graph, n: Node, p: int, tensors: list, cells: dict) -> Nod
             raise XnnError(f"node {n.name}: LSTM gate {gate} has no bias")
         tensors[bt] = replace(g.tensors[bt], dtype=I32, data=_ro(_bias(b, s_b)), quant=_qp(s_b))
     # cell: int16 with scale 2^cs holding max|c|: 2^cs · 32767 >= max|c| -> cs = ceil(log2 max|c|) - 15
-    cmax = max(cells.get(p, 0.0), 1e-6)
+    cmax = max(stats["c"], 1e-6)
     cs = int(np.clip(math.ceil(math.log2(cmax)) - 15, -15, -9))
+    # hidden m = o·tanh(c) (intermediate 4): without projection it is the output itself; with
+    # projection it is the projection's input and takes its own calibrated range
+    s_m, zp_m = (hidden_params(*stats["m"]) if projection else (s_y, zp_y))
+    if projection and ins[17] >= 0:  # projection bias: int32 at s_Wp·s_m (added before the rescale)
+        bt = ins[17]
+        s_b = (np.float32(s_w[16]) * np.float32(s_m)).astype(np.float32)
+        tensors[bt] = replace(g.tensors[bt], dtype=I32, data=_ro(_bias(g.tensors[bt].data, s_b)),
+                              quant=_qp(s_b))
     h, c = ins[18], ins[19]
     tensors[h] = replace(g.tensors[h], dtype=I8, quant=_qp(s_y, zp_y), data=None)
     tensors[c] = replace(g.tensors[c], dtype=I16, quant=_qp(2.0 ** cs), data=None)
@@ -391,6 +453,5 @@ def _quantize_lstm(g: Graph, n: Node, p: int, tensors: list, cells: dict) -> Nod
         inter.append(len(tensors))
         tensors.append(TensorSpec(f"{y.name}/{name}_intermediate", (0,), F32))
     inter.append(len(tensors))
-    tensors.append(TensorSpec(f"{y.name}/effective_hidden_scale_intermediate", (0,), I8, _qp(s_y, zp_y)))
+    tensors.append(TensorSpec(f"{y.name}/effective_hidden_scale_intermediate", (0,), I8, _qp(s_m, zp_m)))
     return replace(n, intermediates=tuple(inter))
-
