@@ -171,6 +171,11 @@ class Reader:
         self._dfas = {}
 
     @property
+    def model_files(self) -> list:
+        """Paths of the model files this reader loaded (detector first)."""
+        return [self.detector.path] + [r.path for r in self.recognizers.values()]
+
+    @property
     def model_bytes(self) -> int:
         return self.detector.model_bytes + sum(r.model_bytes for r in self.recognizers.values())
 
