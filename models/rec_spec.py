@@ -50,11 +50,13 @@ class RecSpec:
     proj: int = 64            # LSTM projection (output) size
     cell_clip: float = 10.0   # the TF converter's fused LSTM clips the cell state at 10
     jitter: float = 0.05      # training crops: quad corners moved by up to jitter x line height
+    box_jitter: float = 0.0   # training crops: box ends/edges moved like the detector's (render_lines)
 
     @property
     def cache_name(self) -> str:
         """Folder name of this spec's rendered lines under the cache root."""
-        return f"{self.name}_w{self.width}" + ("" if self.jitter == 0.05 else f"_j{self.jitter:g}")
+        return (f"{self.name}_w{self.width}" + ("" if self.jitter == 0.05 else f"_j{self.jitter:g}")
+                + (f"_b{self.box_jitter:g}" if self.box_jitter else ""))
 
     @property
     def frames(self) -> int:
@@ -123,7 +125,7 @@ def render_set(spec: RecSpec, n: int, seed: int, start: int = 0):
     from .data import render_lines
 
     lines = render_lines(spec.domain, n, seed=seed, fields=spec.fields, max_width=spec.width,
-                         start=start, jitter=spec.jitter)
+                         start=start, jitter=spec.jitter, box_jitter=spec.box_jitter)
     x = np.stack([prepare_line(im, spec.width) for im, _ in lines])
     return x, [t for _, t in lines]
 

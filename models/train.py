@@ -113,7 +113,7 @@ def train_recognizer(a, log=print):
     ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
     spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
                         stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
-                        jitter=a.jitter)
+                        jitter=a.jitter, box_jitter=a.box_jitter)
     os.makedirs(a.out, exist_ok=True)
     spec_path = os.path.join(a.out, "spec.json")
     if os.path.exists(spec_path) and not a.restart:
@@ -402,6 +402,9 @@ def main(argv=None):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     r.add_argument("--jitter", type=float, default=None,
                    help="move training crops' quad corners by up to this many line heights (default 0.05; larger makes the model tolerate looser detector boxes)")
+    r.add_argument("--box-jitter", type=float, default=None,
+                   help="move training crops' box ends along the line by up to 3x and edges across it by up to "
+                        "1x this many line heights, like detector boxes (default 0)")
     r.add_argument("--blocks", help="dense layers per block, e.g. 3,4,4 (overrides the preset)")
     r.add_argument("--trans", help="transition widths, e.g. 48,80,128 (overrides the preset)")
     t = sub.add_parser("detector", help="FCN text detector (models.detector)")

@@ -234,7 +234,7 @@ def components(mask: np.ndarray) -> np.ndarray:
 
 
 def detect_lines(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, threshold: float = 0.5,
-                 end_frac: float = 0.5, min_pixels: int = 2, nms_iou: float = 0.3):
+                 end_frac: float = 0.5, min_pixels: int = 2, nms_iou: float = 0.3, shrink: float | None = 0.3):
     """Model output (H', W', 6) -> (quads in page pixels, scores), one quad per connected component
     of the score map (a line's text kernel). Each kernel pixel regresses the distances to the four
     edges of its line's box, but a pixel far from an edge predicts it poorly (long lines exceed the
@@ -260,10 +260,14 @@ def detect_lines(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, thre
         m = max(1, int(np.ceil(end_frac * len(pu))))
         order = np.argsort(pu, kind="stable")
         half = stride / 2.0
-        ul = min(float(np.median(pu[order[:m]] - d[order[:m], 3])), float(pu.min()) - half)
-        ur = max(float(np.median(pu[order[-m:]] + d[order[-m:], 1])), float(pu.max()) + half)
         vt = min(float(np.median(pv - d[:, 0])), float(pv.min()) - half)
         vb = max(float(np.median(pv + d[:, 2])), float(pv.max()) + half)
+        if shrink is None:
+            ul = min(float(np.median(pu[order[:m]] - d[order[:m], 3])), float(pu.min()) - half)
+            ur = max(float(np.median(pu[order[-m:]] + d[order[-m:], 1])), float(pu.max()) + half)
+        else:   # the wider of the regressed ends and the kernel's ends grown back by the training shrink
+            ul = min(float(np.median(pu[order[:m]] - d[order[:m], 3])), float(pu.min()) - half - shrink * (vb - vt))
+            ur = max(float(np.median(pu[order[-m:]] + d[order[-m:], 1])), float(pu.max()) + half + shrink * (vb - vt))
         eu, ev = np.array([cs, sn]), np.array([-sn, cs])
         quads.append(np.array([ul * eu + vt * ev, ur * eu + vt * ev, ur * eu + vb * ev, ul * eu + vb * ev]))
         scores.append(float(p.mean()))
