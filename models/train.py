@@ -116,7 +116,19 @@ def train_recognizer(a, log=print):
                         jitter=a.jitter, box_jitter=a.box_jitter)
     os.makedirs(a.out, exist_ok=True)
     spec_path = os.path.join(a.out, "spec.json")
-    if os.path.exists(spec_path) and not a.restart:
+    if a.init and not os.path.exists(os.path.join(a.out, "ckpt")):
+        # fine-tune: continue another run's checkpoint (weights, optimizer, epoch) under this spec,
+        # which may differ from that run's only in its training data (e.g. --jitter/--box-jitter)
+        import shutil
+
+        other = rs.RecSpec.from_json(open(os.path.join(a.init, "spec.json"), encoding="utf-8").read())
+        data_only = {"jitter", "box_jitter"}
+        if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
+                {k: v for k, v in spec.__dict__.items() if k not in data_only}:
+            raise SystemExit(f"--init {a.init}: its model differs from this spec beyond the training data")
+        shutil.copytree(os.path.join(a.init, "ckpt"), os.path.join(a.out, "ckpt"))
+        log(f"fine-tuning from {a.init}")
+    elif os.path.exists(spec_path) and not a.restart:
         old = rs.RecSpec.from_json(open(spec_path, encoding="utf-8").read())
         if old != spec:
             raise SystemExit(f"{a.out} holds a run of another spec ({old}); use --restart or --out")
@@ -174,7 +186,7 @@ def train_recognizer(a, log=print):
     xv, tv = rs.to_input(zv["x"]), list(zv["texts"])
     hist = open(os.path.join(a.out, "history.jsonl"), "a")
     start = int(epoch_var.numpy())
-    for epoch in range(start, a.epochs):
+    for epoch in range(start, min(a.epochs, a.until) if a.until else a.epochs):
         t0 = time.time()
         x_all, t_all = load_shards(d)
         keep = [i for i, t in enumerate(t_all) if 0 < len(t) <= spec.max_label]
@@ -342,7 +354,7 @@ def train_detector(a, log=print):
     xv, qv, ov = dt.to_input(zv["x"]), zv["quads"], zv["owner"]
     hist = open(os.path.join(a.out, "history.jsonl"), "a")
     start = int(epoch_var.numpy())
-    for epoch in range(start, a.epochs):
+    for epoch in range(start, min(a.epochs, a.until) if a.until else a.epochs):
         t0 = time.time()
         x_all, q_all, o_all = load_det_shards(d, a.pages)
         rng = np.random.default_rng([a.seed, epoch])
@@ -398,6 +410,10 @@ def main(argv=None):
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--log-every", type=int, default=100)
     r.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    r.add_argument("--init", metavar="RUN", help="fine-tune: start from RUN's last checkpoint (same model; the "
+                                                 "training data may differ, e.g. --box-jitter)")
+    r.add_argument("--until", type=int, default=0, metavar="E",
+                   help="stop after epoch E (the learning-rate schedule still spans --epochs; rerun to go on)")
     for k in ("width", "units", "proj", "growth", "stem", "max_label"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     r.add_argument("--jitter", type=float, default=None,
@@ -422,6 +438,8 @@ def main(argv=None):
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    t.add_argument("--until", type=int, default=0, metavar="E",
+                   help="stop after epoch E (the learning-rate schedule still spans --epochs; rerun to go on)")
     for k in ("height", "width", "fpn", "groups"):
         t.add_argument("--" + k, type=int, default=None, help="override the default spec")
     t.add_argument("--widths", help="channels at 1/2 .. 1/32, e.g. 16,24,48,64,96")
