@@ -18,6 +18,8 @@ from ..kernels import ctc
 from . import detect as post
 from .geometry import HEIGHT, crop_line, prepare_line
 
+FLOOR = 1e-6  # probability floor of the recognizers' outputs (see Recognizer.log_probs)
+
 
 def _load_spec(model_path: str, spec_path: str | None) -> dict:
     if spec_path is None:
@@ -130,10 +132,10 @@ class Recognizer(_Net):
         self.it.reset_all_variables()
         y = self.it(self._quantize(line_u8[None, :, :, None].astype(np.float32) / 255.0))[0][0]
         # an int8 softmax rounds small probabilities to exactly 0, which would make every path through
-        # them impossible (log 0) and leave a constrained search nothing to choose: floor them at half
-        # a quantization step (the rounding error), or 1e-6 for a float model
-        floor = 0.5 * float(self.out["quantization"][0]) if np.issubdtype(y.dtype, np.integer) else 1e-6
-        return ctc.to_log_probs(np.maximum(self._dequantize(y), floor), "probs")
+        # them impossible (log 0) and leave a constrained search nothing to choose: floor them at 1e-6
+        # (a floor near the quantization step, 1/512, would add (C-1)/512 of mass per frame and, after
+        # renormalization, deflate every reading's probability by that factor per frame)
+        return ctc.to_log_probs(np.maximum(self._dequantize(y), FLOOR), "probs")
 
     def text(self, labels) -> str:
         return "".join(self.charset[int(k)] for k in labels)
