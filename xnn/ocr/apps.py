@@ -210,32 +210,17 @@ class Reader:
             quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
             scores = np.ones(len(quads))
         t["detect"] = time.perf_counter() - t0
-        # per recognizer: log-probs of every line (crops shared by recognizers of one input width)
-        lps, crops = {}, {}
-        fill = fill_color(image)
-        for name, rec in self.recognizers.items():
-            rows = []
-            for k, q in enumerate(quads):
-                t1 = time.perf_counter()
-                key = (k, rec.width)
-                if key not in crops:
-                    try:
-                        crops[key] = rec.crop(image, q, fill)
-                    except ValueError:          # degenerate quad
-                        crops[key] = None
-                line = crops[key]
-                t2 = time.perf_counter()
-                t["crop"] += t2 - t1
-                rows.append(None if line is None else rec.log_probs(line))
-                t["recognize"] += time.perf_counter() - t2
-            lps[name] = rows
+        # log-probs per (recognizer, line), computed when a field first asks for them: a line already
+        # taken by a field is not recognized again by the next field's model; crops are shared by
+        # recognizers of one input width
+        lps = _LineCache(self.recognizers, image, quads, t)
         t3 = time.perf_counter()
         if self.app == "text":
             lines = self._read_text(quads, scores, lps)
             fields, missing, rejected = {}, [], {}
         else:
             fields, missing, lines, rejected = self._read_fields(quads, scores, lps)
-        t["decode"] = time.perf_counter() - t3
+        t["decode"] = time.perf_counter() - t3 - t["crop"] - t["recognize"]
         return OcrResult(self.app, fields, lines, missing, t, image_size=image.shape[:2],
                          detections=np.asarray(quads, np.float32).reshape(-1, 4, 2), rejected=rejected)
 
@@ -244,7 +229,7 @@ class Reader:
         for i, q in enumerate(quads):
             best = None
             for name, rec in self.recognizers.items():
-                lp = lps[name][i]
+                lp = lps.get(name, i)
                 if lp is None:
                     continue
                 r = rec.decode(lp, beam_width=1)[0]
@@ -264,14 +249,14 @@ class Reader:
                 missing.append(rule.name)
                 continue
             dfa = self._dfa(rule, rec)
-            greedy = {i: len(rec.decode(lps[rule.model][i], beam_width=1)[0].labels) for i in range(len(quads))
-                      if i not in used and lps[rule.model][i] is not None}
+            greedy = {i: len(rec.decode(lps.get(rule.model, i), beam_width=1)[0].labels) for i in range(len(quads))
+                      if i not in used and lps.get(rule.model, i) is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
             best = None
             # a wider search only when the first finds nothing, and only on the two longest readings
             for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
                 for i in lines_:
-                    found = rec.decode(lps[rule.model][i], dfa=dfa, top_k=2, width=width)
+                    found = rec.decode(lps.get(rule.model, i), dfa=dfa, top_k=2, width=width)
                     if found and (best is None or found[0].log_prob > best[1][0].log_prob):
                         best = (i, found)
                 if best is not None:
@@ -308,6 +293,32 @@ class Reader:
             meta.update({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in info.items()})
         return Field(rule.name, text, raw, float(np.exp(r.log_prob)), bool(valid), np.asarray(quad, np.float32),
                      [float(c) for c in r.char_conf], meta)
+
+
+class _LineCache:
+    """Lazily computed recognizer log-probs per (model, line); times crop and recognize into t."""
+
+    def __init__(self, recognizers, image, quads, t):
+        self.recs, self.image, self.quads, self.t = recognizers, image, quads, t
+        self.fill = fill_color(image)
+        self.crops, self.lps = {}, {}
+
+    def get(self, name, k):
+        if (name, k) not in self.lps:
+            rec = self.recs[name]
+            t1 = time.perf_counter()
+            key = (k, rec.width)
+            if key not in self.crops:
+                try:
+                    self.crops[key] = rec.crop(self.image, self.quads[k], self.fill)
+                except ValueError:          # degenerate quad
+                    self.crops[key] = None
+            line = self.crops[key]
+            t2 = time.perf_counter()
+            self.lps[(name, k)] = None if line is None else rec.log_probs(line)
+            self.t["crop"] += t2 - t1
+            self.t["recognize"] += time.perf_counter() - t2
+        return self.lps[(name, k)]
 
 
 def _resolve_rolled(rec, found, raw, r):
