@@ -466,8 +466,13 @@ def cmd_ocr(args) -> int:
         raise XnnError("no input: give an image, a directory of images, or --frames DIR")
     if not os.path.exists(src):
         raise XnnError(f"{src}: no such file or directory")
+    t_load = time.perf_counter()
     reader = Reader(args.app, beam=args.beam, num_threads=args.threads, meter_digits=args.digits,
                     min_confidence=args.min_conf)
+    reader.warmup()
+    t_load = time.perf_counter() - t_load
+    if not args.json:
+        print(f"xnn ocr: {args.app} models loaded in {t_load:.2f} s ({reader.model_bytes / 1024:.0f} KB)", file=sys.stderr)
     if args.frames:
         files = imageio.list_images(src)
         if not files:

@@ -193,6 +193,22 @@ class Reader:
             return rules.reading_ok(raw, self.meter_digits)
         return bool(rules.VALIDATORS[rule.grammar](raw))
 
+    def warmup(self) -> float:
+        """Run every model and decoder once on blank input, so that loading the compiled kernels
+        (Numba's on-disk cache; a compile on the very first run) is not billed to the first image.
+        Returns the seconds it took."""
+        t0 = time.perf_counter()
+        self.detector(np.zeros((self.detector.height, self.detector.width), np.uint8))
+        for rule in self.rules or [FieldRule("", n, None) for n in self.recognizers]:
+            rec = self.recognizers.get(rule.model)
+            if rec is None:
+                continue
+            lp = rec.log_probs(np.zeros((32, rec.width), np.uint8))
+            rec.decode(lp, beam_width=1)
+            if rule.grammar is not None:
+                rec.decode(lp, dfa=self._dfa(rule, rec), top_k=2, width=8)
+        return time.perf_counter() - t0
+
     # ---- steps -------------------------------------------------------------------------------
 
     def detect(self, image: np.ndarray):
