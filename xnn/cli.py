@@ -466,6 +466,9 @@ def cmd_ocr(args) -> int:
         raise XnnError("no input: give an image, a directory of images, or --frames DIR")
     if not os.path.exists(src):
         raise XnnError(f"{src}: no such file or directory")
+    image = None
+    if not args.frames and not os.path.isdir(src):
+        image = imageio.load_image(src)          # a bad file fails before any model loads
     t_load = time.perf_counter()
     reader = Reader(args.app, beam=args.beam, num_threads=args.threads, meter_digits=args.digits,
                     min_confidence=args.min_conf)
@@ -489,7 +492,6 @@ def cmd_ocr(args) -> int:
         return 0 if _found_something(res) else 1
     if os.path.isdir(src):
         return _ocr_batch(reader, src, args)
-    image = imageio.load_image(src)
     res = reader.read(image)
     q = _quality(image, res, args.app) if not args.no_quality else None
     res.quality = q
