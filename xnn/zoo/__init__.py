@@ -1,9 +1,13 @@
-"""Shipped models (package data). Each model is an int8 .tflite plus a JSON spec (charset, input
-width, blank index); how each was trained, exported and evaluated is in models/README.md.
+"""Shipped models (package data): each is an int8 .tflite plus a JSON spec (recognizers: charset,
+input width, blank index; detector: input size, stride). How each was trained, exported and
+evaluated, and its held-out accuracy, is in models/README.md; xnn.ocr.Reader loads them by name.
 
-- card_number: bank-card number line recognizer (digits + space; 32x256 gray line; CTC blank last).
-  Held-out synthetic sequence accuracy 94.9 % int8 (char 99.54 %), below the zoo target of 99 %:
-  a first version from a 12-epoch run, to be replaced by the full training run.
+- detector: text-line detector for all domains (320x480 gray page -> score, box and angle maps).
+- card_number: bank-card number lines (digits + space).
+- meter_reading: gas/water meter registers (digits).
+- plate_plate: mainland China licence plates (province characters, letters, digits, 警/学).
+- vin_vin, idcard_id_number, card_expiry_name: VINs, ID-card numbers, card expiry dates and holder
+  names (present when shipped; a Reader reports fields whose model is missing).
 """
 import json
 import os
