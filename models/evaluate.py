@@ -189,12 +189,12 @@ def det_test_set(spec, n: int, cache: str = "runs/cache", log=None) -> list:
                     key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0])):
         if int(f.rsplit("_", 1)[1].split(".")[0]) < n:
             continue
-        z = np.load(f)
-        if list(z["domains"]) != doms:
-            continue
-        cut = np.concatenate([[0], np.cumsum(z["counts"])])
-        return [(doms[i % len(doms)], z["x"][i], float(z["scale"][i]), z["quads"][cut[i]:cut[i + 1]])
-                for i in range(n)]
+        with np.load(f) as z:
+            if list(z["domains"]) != doms:
+                continue
+            x, scale, quads = z["x"][:n].copy(), z["scale"], z["quads"]  # each z[...] reads the file
+            cut = np.concatenate([[0], np.cumsum(z["counts"])])
+        return [(doms[i % len(doms)], x[i], float(scale[i]), quads[cut[i]:cut[i + 1]]) for i in range(n)]
     pages = []
     t0 = time.time()
     for i in range(n):
