@@ -332,3 +332,46 @@ def test_pruned_decoder_still_finds_the_valid_reading_in_real_recognizer_output(
         n += 1
         agree += len(got[2]) == 1 and abs(got[2][0] - exact[2][0]) < 1e-9
     assert agree >= n - 1, (agree, n)
+
+
+class _FakeRec:
+    charset = "0123456789"
+
+    def text(self, labels):
+        return "".join(self.charset[k] for k in labels)
+
+
+def _cand(text, lp):
+    return ctc.CTCResult(labels=np.array([int(c) for c in text], np.int32), log_prob=lp,
+                         char_conf=np.ones(len(text), np.float32), spans=np.zeros((len(text), 2), np.int32))
+
+
+@pytest.mark.parametrize("best,alt,want,rolled", [
+    ("123457", "123456", "123456", True),    # wheel between 6 and 7: a reader takes 6
+    ("123456", "123457", "123456", True),
+    ("123450", "123459", "123459", True),    # 9 -> 0 rolling over: still 9
+    ("123456", "123458", "123456", False),   # not consecutive: keep the best
+    ("123456", "223456", "123456", False),   # differs elsewhere
+])
+def test_meter_half_rolled_last_wheel(best, alt, want, rolled):
+    found = [_cand(best, -0.5), _cand(alt, -1.0)]
+    raw, r, meta = apps._resolve_rolled(_FakeRec(), found, best, found[0])
+    assert raw == want and bool(meta.get("rolled")) == rolled
+    # a far less likely runner-up is not a rolling wheel
+    found = [_cand(best, -0.1), _cand(alt, -9.0)]
+    assert apps._resolve_rolled(_FakeRec(), found, best, found[0])[0] == best
+
+
+def test_meter_digit_count_is_a_rule_inside_the_search():
+    from models.data import generate
+
+    smp = generate("meter", 8, 3)
+    ln = next(x for x in smp.lines if x.field == "reading")
+    n = len(ln.text)
+    exact = Reader("meter", meter_digits=n).read(smp.image, quads=[ln.quad])
+    assert exact.fields["reading"].valid and len(exact.fields["reading"].text) == n
+    other = Reader("meter", meter_digits=n + 1).read(smp.image, quads=[ln.quad])
+    f = other.fields.get("reading") or other.rejected.get("reading")
+    assert f is None or len(f.text) == n + 1
+    with pytest.raises(XnnError):
+        Reader("meter", meter_digits=0)
