@@ -32,9 +32,9 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     lrR       --low-rank R (integer rank or energy fraction)
     zlib / lzma   --entropy
     seedN     --seed N
-    keepN     weight tensors with fewer than N elements keep their exact values (only entropy-coded):
-              NOT an `xnn convert` flag (it has --prune-min-size for pruning only); done here by
-              restoring those tensors in the compressed graph, the file format is unchanged
+    keepN     --weight-bits-min-size N: weight tensors with fewer than N elements keep exact values
+    bits[REGEX]=B   --weight-bits-for 'REGEX=B' (B 0..8 or exact; repeatable, last match wins),
+              e.g. "int8:w4+tensor+keep1024+bits[^lstm/]=2+lzma"
 e.g. "int8:p0.5+w3+lzma" = `xnn convert NAME_int8.tflite --prune 0.5 --weight-bits 3 --entropy lzma`.
 A float: setting runs on the float kernels (weights expanded to float32 at load).
 
@@ -45,10 +45,10 @@ bytes it saves and the metric change on the first N held-out items: which layers
 from __future__ import annotations
 
 import argparse
-import base64
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -118,9 +118,14 @@ def parse_setting(text: str):
                 r = float(tok[2:])
                 kw["low_rank"] = int(r) if r >= 1 else r
                 flags += ["--low-rank", tok[2:]]
-            elif tok.startswith("keep"):
-                kw["keep_below"] = int(tok[4:])
-                flags += [f"(bench only: tensors < {tok[4:]} elements exact)"]
+            elif tok.startswith("keep"):  # = --weight-bits-min-size N (was bench-only)
+                kw["weight_bits_min_size"] = int(tok[4:])
+                flags += ["--weight-bits-min-size", tok[4:]]
+            elif tok.startswith("bits[") and "]=" in tok:  # bits[REGEX]=B: --weight-bits-for REGEX=B
+                pat, b = tok[5:].rsplit("]=", 1)
+                b = 0 if b == "exact" else int(b)
+                kw["weight_bits_for"] = kw.get("weight_bits_for", ()) + ((pat, b),)
+                flags += ["--weight-bits-for", f"'{pat}={b}'"]
             elif tok.startswith("seed"):
                 kw["seed"] = int(tok[4:])
                 flags += ["--seed", tok[4:]]
@@ -244,9 +249,9 @@ def anatomy(path: str) -> dict:
                 w += t["data"][1]
             else:
                 o += t["data"][1]
-    scales = sum(len(base64.b64decode(t["quant"]["scale"])) // 4 for t in header["tensors"] if "quant" in t)
-    return {"header": h_len, "weights": w, "other_const": o, "padding": len(data) - h_len - w - o,
-            "quant_scales": scales}
+    scales = header.get("scales", {}).get("data", [0, 0])[1]  # format 3: the scale section's bytes
+    return {"header": h_len, "weights": w, "other_const": o + scales, "scale_section": scales,
+            "padding": len(data) - h_len - w - o - scales}
 
 
 # ---- load time ---------------------------------------------------------------------------------
@@ -384,10 +389,7 @@ def run_model(folder: str, args, settings: list) -> dict:
         size = os.path.getsize(path)
         row = {"setting": label, "source": source, "file": os.path.relpath(path, ROOT), "bytes": size,
                "ratio_vs_float": float_bytes / size, "ratio_vs_int8": int8_bytes / size, **acc, **lt, **extra}
-        if flags is not None and "keep_below" in extra.get("kw", {}):
-            row["command"] = (f"python bench/compress_zoo.py {folder} --settings '{label}' "
-                              f"(no xnn convert equivalent: keepN is bench-only)")
-        elif flags is not None:
+        if flags is not None:
             row["command"] = " ".join(["xnn", "convert", os.path.relpath(src[source], ROOT), "-o",
                                        os.path.relpath(path, ROOT)] + flags)
         rows.append(row)
@@ -402,7 +404,7 @@ def run_model(folder: str, args, settings: list) -> dict:
             task.ref_ok = ok
     for s in settings:
         source, kw, flags = parse_setting(s)
-        path = os.path.join(out_dir, s.replace(":", "_").replace("+", "_") + ".xnn")
+        path = os.path.join(out_dir, re.sub(r"[^A-Za-z0-9._-]+", "_", s)[:120] + ".xnn")
         info = convert(src[source], path, kw)
         info["anatomy"] = anatomy(path)
         info["kw"] = kw

@@ -19,7 +19,7 @@ from xnn import XnnError
 from xnn.converter.compress import (CompressOptions, compress, kmeans_1d, load_calibration, output_error,
                                     random_feeds, weight_targets)
 from xnn.converter.tflite_reader import read_tflite
-from xnn.converter.xnn_format import (FLAG_HEADER_ZLIB, PREFIX_NBYTES, decode_tensor, graph_for_xnn,
+from xnn.converter.xnn_format import (FLAG_HEADER_LZMA, FLAG_HEADER_ZLIB, FORMAT_VERSION, PREFIX_NBYTES, decode_tensor, graph_for_xnn,
                                       pack, pack_uint, read_header, read_xnn, unpack_uint, write_xnn)
 from xnn.interpreter import load_graph
 
@@ -128,7 +128,7 @@ def test_entropy_coding_is_lossless(codec):
     c = compress(g, CompressOptions(entropy=codec))
     data = c.to_bytes()
     back = read_xnn(data)
-    assert struct.unpack_from("<I", data, 36)[0] & FLAG_HEADER_ZLIB
+    assert struct.unpack_from("<I", data, 36)[0] == {"zlib": FLAG_HEADER_ZLIB, "lzma": FLAG_HEADER_LZMA}[codec]
     assert enc_entries(data) and all(e["enc"]["entropy"] == codec for e in enc_entries(data))
     a, b = consts(g), consts(back)
     assert a.keys() >= b.keys()
@@ -176,6 +176,9 @@ def test_channel_pruning_zeroes_whole_channels():
         w = back[g.tensors[t].name]
         per = np.moveaxis(w, tg.axis, 0).reshape(w.shape[tg.axis], -1)
         dead = ~per.any(axis=1)
+        if "feeds an output" in c.notes.get(t, ""):  # output heads keep their channels
+            np.testing.assert_array_equal(w, g.tensors[t].data)
+            continue
         assert dead.sum() >= round(0.5 * w.shape[tg.axis])
         orig = np.moveaxis(np.asarray(g.tensors[t].data), tg.axis, 0).reshape(per.shape)
         np.testing.assert_array_equal(per[~dead], orig[~dead])
@@ -503,7 +506,7 @@ def test_compressed_header_corruption():
 
     def with_header(raw):
         w_off = (PREFIX_NBYTES + len(raw) + 63) // 64 * 64
-        prefix = struct.pack("<4sIIIQQII", b"XNNF", 2, len(raw), zlib.crc32(raw), w_off, len(weights),
+        prefix = struct.pack("<4sIIIQQII", b"XNNF", FORMAT_VERSION, len(raw), zlib.crc32(raw), w_off, len(weights),
                              zlib.crc32(weights), FLAG_HEADER_ZLIB)
         return prefix + raw + bytes(w_off - PREFIX_NBYTES - len(raw)) + weights
 
@@ -638,3 +641,155 @@ def test_cli_bad_calibration_after_writing_reports_error(tmp_path):
     np.save(cal / "x.npy", np.zeros((2, 2), np.float32))
     r = cli("convert", DET_I, "-o", str(tmp_path / "o.xnn"), "--weight-bits", "4", "--report", "--calib", str(cal))
     assert r.returncode == 1 and "does not match the model input" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---- format 3: scale section, derived bias scales; per-tensor bits; output heads -----------------
+
+def _quants(g):
+    return [(t.name, None if t.quant is None else (t.quant.scale.tobytes(), t.quant.zero_point.tolist(), t.quant.axis))
+            for t in g.tensors]
+
+
+@pytest.mark.parametrize("entropy", [None, "lzma"])
+def test_scale_section_round_trip_and_smaller_header(entropy):
+    g = stored(DET_I)
+    c = compress(g, CompressOptions(entropy=entropy or "zlib"))
+    data = write_xnn(c.graph, c.encodings, compress_header="zlib", scales_entropy=entropy)
+    old = write_xnn(c.graph, c.encodings, compress_header="zlib", scales="inline")
+    assert _quants(read_xnn(data)) == _quants(read_xnn(old)) == _quants(read_xnn(write_xnn(c.graph)))
+    h = read_header(data)
+    assert "scales" in h and (h["scales"].get("entropy") == entropy or entropy is None)
+    products = [e for e in h["tensors"] if "product" in e.get("quant", {})]
+    assert products and all(e["dtype"] == "int32" for e in products)  # biases: s_x·s_w
+    assert len(data) < len(old)
+
+
+def _section_file(mutate):
+    g = stored(DET_I)
+    h, w = header_and_weights(write_xnn(g, scales_entropy="lzma"))
+    h = json.loads(json.dumps(h))
+    w = mutate(h, bytearray(w))
+    return pack(h, bytes(w))
+
+
+def _prod(h):
+    return next(e for e in h["tensors"] if "product" in e.get("quant", {}))
+
+
+def _other_prod(h):
+    return [i for i, e in enumerate(h["tensors"]) if "product" in e.get("quant", {})][1]
+
+
+def _sect(h):
+    return next(e for e in h["tensors"] if isinstance(e.get("quant", {}).get("scale"), list))
+
+
+def _flip_section(h, w):
+    off, n = h["scales"]["data"]
+    w[off + n // 2] ^= 0x55
+    return w
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda h, w: h["scales"].update(count=h["scales"]["count"] + 1) or w, "scale"),
+    (lambda h, w: h["scales"].update(size=3) or w, "size 3"),
+    (lambda h, w: h["scales"].update(data=[h["scales"]["data"][0], h["scales"]["data"][1] - 1]) or w, "lzma|stream"),
+    (lambda h, w: h["scales"].update(data=[len(w), 5]) or w, "data size"),
+    (lambda h, w: h["scales"].update(junk=1) or w, "unknown key"),
+    (lambda h, w: h["scales"].update(entropy="bz2") or w, "entropy codec"),
+    (lambda h, w: h.pop("scales") and w, "has none"),
+    (_flip_section, "corrupt|lzma|stream|finite"),
+    (lambda h, w: _sect(h)["quant"].update(scale=[h["scales"]["count"] - 1, 2]) or w, "scale count"),
+    (lambda h, w: _sect(h)["quant"].update(scale=[0]) or w, r"\[start, count\]"),
+    (lambda h, w: _prod(h)["quant"].update(product=[0, 10 ** 6]) or w, "product scale refers"),
+    (lambda h, w: _prod(h)["quant"].update(product=[1]) or w, "two tensor indices"),
+    (lambda h, w: _prod(h)["quant"].update(product=[h["tensors"].index(_prod(h)), 0]) or w, "product scale refers"),
+    (lambda h, w: _prod(h)["quant"].update(product=[_other_prod(h), 0]) or w, "without stored scales"),
+    (lambda h, w: _prod(h)["quant"].update(scale="AAAAAA==") or w, "both"),
+    (lambda h, w: _prod(h)["quant"].update(zero_point=[]) or w, "zero points"),
+    (lambda h, w: _sect(h)["quant"].update(zero_point=1.5) or w, "zero_point"),
+    (lambda h, w: _sect(h)["quant"].update(extra=1) or w, "unknown quantization key"),
+])
+def test_bad_scale_section_is_xnn_error(mutate, match):
+    with pytest.raises(XnnError, match=match):
+        read_xnn(_section_file(mutate))
+
+
+def test_format_3_features_rejected_in_version_2_files():
+    data = bytearray(write_xnn(stored(DET_I)))
+    struct.pack_into("<I", data, 4, 2)
+    with pytest.raises(XnnError, match="version 2"):
+        read_xnn(bytes(data))
+    data = bytearray(write_xnn(stored(DET_I), compress_header="lzma", scales="inline"))
+    struct.pack_into("<I", data, 4, 2)
+    with pytest.raises(XnnError, match="unknown flags"):
+        read_xnn(bytes(data))
+
+
+def test_truncated_scale_section_file():
+    data = write_xnn(stored(LSTM_I), compress_header="lzma", scales_entropy="lzma")
+    for cut in (len(data) - 1, len(data) - 7):
+        with pytest.raises(XnnError):
+            read_xnn(data[:cut])
+
+
+def test_per_tensor_bits_and_min_size():
+    g = stored(LSTM_I)
+    tg = weight_targets(g)
+    names = {g.tensors[t].name: t for t in tg}
+    big = max(names, key=lambda n: g.tensors[names[n]].size)
+    small = min(names, key=lambda n: g.tensors[names[n]].size)
+    limit = g.tensors[names[small]].size + 1
+    opts = CompressOptions(weight_bits=3, weight_bits_min_size=limit, weight_bits_for=((f"^{big}$", 2),))
+    c = compress(g, opts)
+    for name, t in names.items():
+        vals = np.unique(np.asarray(c.graph.tensors[t].data))
+        if name == big:
+            assert "kmeans2" in c.notes[t]
+        elif g.tensors[t].size < limit:
+            assert t not in c.encodings or "kmeans" not in c.notes.get(t, "")
+            np.testing.assert_array_equal(c.graph.tensors[t].data, g.tensors[t].data)
+        else:
+            assert "kmeans3" in c.notes.get(t, "") or len(vals) <= 8
+    # only an override: every other weight exact; 0 = exact beats --weight-bits
+    c2 = compress(g, CompressOptions(weight_bits_for=((f"^{big}$", 4),)))
+    assert [t for t in tg if "kmeans" in c2.notes.get(t, "")] == [names[big]]
+    c3 = compress(g, CompressOptions(weight_bits=2, weight_bits_for=((".", 0),)))
+    assert not c3.encodings
+    assert CompressOptions(weight_bits_for=(("x", 3),)).active
+    read_xnn(c.to_bytes())
+
+
+@pytest.mark.parametrize("bad,match", [((("(", 3),), "regular expression"), ((("x", 9),), "0..8"),
+                                       ((("x", True),), "0..8"), (("x",), "REGEX, BITS")])
+def test_per_tensor_bits_checked(bad, match):
+    with pytest.raises(XnnError, match=match):
+        CompressOptions(weight_bits_for=bad).check()
+    with pytest.raises(XnnError, match="min-size"):
+        CompressOptions(weight_bits_min_size=-1).check()
+
+
+def test_channel_pruning_skips_output_heads():
+    g = stored(DET_I)
+    c = compress(g, CompressOptions(prune=0.5, prune_channels=True))
+    heads = [t for t, n in c.notes.items() if "feeds an output" in n]
+    assert heads
+    for t in heads:
+        np.testing.assert_array_equal(c.graph.tensors[t].data, g.tensors[t].data)
+    assert any("channels zero" in n for n in c.notes.values())
+
+
+def test_cli_per_tensor_bits(tmp_path):
+    out = tmp_path / "m.xnn"
+    g = stored(LSTM_I)
+    name = g.tensors[max(weight_targets(g), key=lambda t: g.tensors[t].size)].name
+    r = cli("convert", LSTM_I, "-o", str(out), "--weight-bits", "4", "--weight-bits-min-size", "1000",
+            "--weight-bits-for", f"^{name}$=2", "--weight-bits-for", "nomatch=exact", "--entropy", "lzma")
+    assert r.returncode == 0, r.stderr
+    back = read_xnn(out.read_bytes())
+    t = next(i for i, s in enumerate(back.tensors) if s.name == name)
+    assert len(np.unique(back.tensors[t].data)) <= 4 * back.tensors[t].shape[0]
+    for bad, match in ((("--weight-bits-for", "abc"), "REGEX=B"), (("--weight-bits-for", "a=x"), "integer"),
+                       (("--weight-bits-for", "a=9"), "0..8")):
+        r = cli("convert", LSTM_I, "-o", str(tmp_path / "o.xnn"), *bad)
+        assert r.returncode == 1 and match in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -38,10 +38,11 @@ def _read(path) -> bytes:
 _CACHE: dict = {}
 
 
-def converted(path) -> bytes:
-    if path not in _CACHE:
-        _CACHE[path] = write_xnn(graph_for_xnn(read_tflite(_read(path))))
-    return _CACHE[path]
+def converted(path, scales="section") -> bytes:
+    """The .xnn of a .tflite; scales="inline": base64 scales in the header (as format 1-2 files)."""
+    if (path, scales) not in _CACHE:
+        _CACHE[path, scales] = write_xnn(graph_for_xnn(read_tflite(_read(path))), scales=scales)
+    return _CACHE[path, scales]
 
 
 def feeds_for(it, seed):
@@ -285,7 +286,7 @@ def test_newer_version_asks_to_upgrade(tmp_path):
 
 def test_version_1_files_still_load():
     """A format-1 file (no encoded constants, no flags) reads as before; version 1 knows no flags."""
-    data = _with_u32(converted(SMALL), 4, 1)
+    data = _with_u32(converted(SMALL, "inline"), 4, 1)
     x = feeds_for(xnn.Interpreter(model_path=SMALL), 0)
     for a, b in zip(xnn.Interpreter(model_content=data)(x), xnn.Interpreter(model_path=SMALL)(x)):
         np.testing.assert_array_equal(a, b)
@@ -293,7 +294,7 @@ def test_version_1_files_still_load():
         read_xnn(_with_u32(data, 36, 1))
 
 
-@pytest.mark.parametrize("offset,value,match", [(4, 0, "format version 0"), (36, 2, "unknown flags"),
+@pytest.mark.parametrize("offset,value,match", [(4, 0, "format version 0"), (36, 4, "unknown flags"), (36, 3, "both header"),
                                                 (16, 128, "weight section offset"),
                                                 (8, 1 << 30, "does not fit")])
 def test_bad_prefix_fields(offset, value, match):
@@ -366,7 +367,7 @@ def test_fuzz_with_valid_checksums(region):
 # ---- malformed headers with valid checksums ----------------------------------------------------
 
 def _header_of(path=SMALL):
-    header, weights = _split(converted(path))
+    header, weights = _split(converted(path, "inline"))
     return json.loads(header), weights
 
 
@@ -431,7 +432,7 @@ BAD_HEADERS = [
     ("data_str", _set([_const, "data"], "0,4"), r"\[offset, nbytes\]"),
     ("quant_str", _set([_const, "quant"], "q"), "quantization must be an object"),
     ("scale_not_b64", _set([_const, "quant", "scale"], "!!"), "not base64"),
-    ("scale_list", _set([_const, "quant", "scale"], [0.1]), "'scale' must be str"),
+    ("scale_list", _set([_const, "quant", "scale"], [0.1]), "the file has none"),
     ("scale_nan", _nan_scale, "finite"),
     ("scale_odd_bytes", _set([_const, "quant", "scale"], base64.b64encode(b"12345").decode()), "not float32"),
     ("zp_count", lambda h: _const(h)["quant"]["zero_point"].append(0), "zero points"),

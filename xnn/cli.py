@@ -225,6 +225,22 @@ def _const_sources(g, ts, producers):
     return out  # in input order: weights before biases
 
 
+def _bits_for(items) -> tuple:
+    """--weight-bits-for REGEX=B values as ((regex, bits), ...); B = 0 or "exact": exact values."""
+    out = []
+    for item in items or ():
+        pat, sep, b = item.rpartition("=")
+        b = b.strip().lower()
+        if not sep or not pat:
+            raise XnnError(f"--weight-bits-for {item!r}: expected REGEX=B (B in 1..8, or 0/exact)")
+        if b == "exact":
+            b = "0"
+        if not b.isdigit():
+            raise XnnError(f"--weight-bits-for {item!r}: B must be an integer in 1..8, or 0/exact")
+        out.append((pat, int(b)))
+    return tuple(out)
+
+
 def _compress_options(args):
     from .converter.compress import CompressOptions
 
@@ -232,7 +248,9 @@ def _compress_options(args):
     return CompressOptions(prune=args.prune or 0.0, prune_channels=args.prune_channels,
                            prune_min_size=args.prune_min_size, weight_bits=bits,
                            codec=args.weight_codec, codebook=args.codebook, low_rank=args.low_rank,
-                           entropy=args.entropy, seed=args.seed).check()
+                           entropy=args.entropy, seed=args.seed,
+                           weight_bits_min_size=getattr(args, "weight_bits_min_size", 0) or 0,
+                           weight_bits_for=_bits_for(getattr(args, "weight_bits_for", None))).check()
 
 
 def cmd_convert(args) -> int:
@@ -573,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --prune: zero whole output channels (smallest L2 norm) instead of single weights")
     cg.add_argument("--weight-bits", type=int, metavar="B", choices=range(1, 9),
                     help="store weights as B-bit codes (2..7 typical) expanded to their dtype at load")
+    cg.add_argument("--weight-bits-min-size", type=int, default=0, metavar="N",
+                    help="with --weight-bits: weight tensors of fewer than N elements keep their exact values")
+    cg.add_argument("--weight-bits-for", action="append", metavar="REGEX=B",
+                    help="B-bit codes (1..8; 0 or 'exact': exact values) for the weight tensors whose name "
+                         "matches REGEX (re.search), overriding --weight-bits and --weight-bits-min-size; "
+                         "repeatable, the last matching one wins (names: `xnn info` or the --report table)")
     cg.add_argument("--weight-codec", choices=("kmeans", "uniform"), default="kmeans",
                     help="--weight-bits codes: k-means codebooks (default) or uniform levels per channel")
     cg.add_argument("--codebook", choices=("auto", "channel", "tensor"), default="auto",

@@ -50,6 +50,11 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    - "uniform": per channel, lo = min, step = (max - lo)/(K - 1), q = round((w - lo)/step) and the
      value float32(lo + step·q) (int8: rounded to an integer), stored as (lo, step) per channel.
    A coded tensor keeps its original (lossless) form where coding would not make it smaller.
+   Per tensor (`bits_for`): tensors with fewer than `weight_bits_min_size` elements keep exact
+   values; `weight_bits_for` ((regex, B), ...) overrides the width for tensors whose name matches
+   (re.search; the last match wins; B = 0: exact), with or without a global `weight_bits`.
+   With `prune_channels`, layers whose output reaches a model output through weight-free ops only
+   (class logits, detector maps) are not pruned.
 4. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
    are deflated when that makes them smaller, and the JSON header is stored zlib-compressed.
    Such a tensor is inflated into a new array at load: it is no longer memory-mapped zero-copy.
@@ -86,6 +91,20 @@ class CompressOptions:
     entropy: str | None = None  # "zlib" | "lzma"
     kmeans_iters: int = 30
     seed: int = 0
+    weight_bits_min_size: int = 0  # weight tensors with fewer elements keep their exact values
+    weight_bits_for: tuple = ()  # ((regex, bits), ...): per-tensor bits by tensor name, 0 = exact
+
+    def bits_for(self, name: str, size: int):
+        """The code width for a weight tensor (None: exact values): the last --weight-bits-for pattern
+        that matches (re.search) the tensor's name, else --weight-bits unless the tensor has fewer
+        than weight_bits_min_size elements."""
+        import re
+
+        bits = None if size < self.weight_bits_min_size else self.weight_bits
+        for pat, b in self.weight_bits_for:
+            if re.search(pat, name):
+                bits = b
+        return bits or None
 
     def check(self) -> "CompressOptions":
         if not (isinstance(self.prune, (int, float)) and 0.0 <= self.prune < 1.0):
@@ -108,21 +127,41 @@ class CompressOptions:
             raise XnnError(f"--entropy must be one of {', '.join(ENC_ENTROPY)}, got {self.entropy!r}")
         if not (isinstance(self.kmeans_iters, int) and self.kmeans_iters >= 0):
             raise XnnError("kmeans_iters must be a non-negative integer")
+        if not (isinstance(self.weight_bits_min_size, int) and self.weight_bits_min_size >= 0):
+            raise XnnError(f"--weight-bits-min-size must be a non-negative integer, got {self.weight_bits_min_size!r}")
+        import re
+
+        for item in self.weight_bits_for:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise XnnError(f"--weight-bits-for entries must be (REGEX, BITS), got {item!r}")
+            pat, b = item
+            if not (isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 8):
+                raise XnnError(f"--weight-bits-for {pat}={b!r}: bits must be an integer in 0..8 (0: exact)")
+            try:
+                re.compile(pat)
+            except re.error as e:
+                raise XnnError(f"--weight-bits-for {pat!r}: not a regular expression ({e})") from None
         return self
 
     @property
+    def coded(self) -> bool:
+        """Whether any weight tensor may get sub-8-bit codes."""
+        return bool(self.weight_bits or any(b for _, b in self.weight_bits_for))
+
+    @property
     def active(self) -> bool:
-        return bool(self.prune or self.weight_bits or self.low_rank is not None or self.entropy)
+        return bool(self.prune or self.coded or self.low_rank is not None or self.entropy)
 
 
 class Compressed(NamedTuple):
     graph: Graph  # constants hold the values the file decodes to
     encodings: dict  # tensor index -> Encoded
     notes: dict  # tensor index -> short description of how it is stored ("mask 50% kmeans4/ch zlib")
-    header_compressed: bool
+    header_compressed: object  # False, True ("zlib") or the codec name: header and scale section
 
     def to_bytes(self) -> bytes:
-        return write_xnn(self.graph, self.encodings, compress_header=self.header_compressed)
+        codec = "zlib" if self.header_compressed is True else (self.header_compressed or None)
+        return write_xnn(self.graph, self.encodings, compress_header=codec or False, scales_entropy=codec)
 
 
 @dataclass
@@ -426,8 +465,33 @@ def _affine(vals, groups, G, bits, dtype) -> _Values:
     return _Values({"values": "affine", "bits": bits}, params.tobytes() + pack_uint(q, bits), f"uniform{bits}")
 
 
+def _output_heads(g: Graph) -> set:
+    """Positions of the weighted nodes (conv, FC, LSTM) whose output reaches a graph output through
+    weight-free ops only: pruning their output channels would zero classes or output maps."""
+    consumers = g.consumers()
+    heads = set()
+    weighted = set(CONV_AXIS) | set(LSTM_OPS)
+    outs = set(g.outputs)
+    for pos, node in enumerate(g.nodes):
+        if node.op not in weighted:
+            continue
+        todo, seen = list(node.outputs), set()
+        while todo:
+            t = todo.pop()
+            if t in seen or t < 0:
+                continue
+            seen.add(t)
+            if t in outs:
+                heads.add(pos)
+                break
+            for c in consumers.get(t, ()):
+                if g.nodes[c].op not in weighted:
+                    todo.extend(g.nodes[c].outputs)
+    return heads
+
+
 def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool, opts: CompressOptions,
-                   progress, label: str):
+                   progress, label: str, bits=None):
     """(Encoded or None, decoded array, note) for one (possibly pruned) weight tensor: the smallest
     of dense, sparse (pruned: element or channel mask) and, with weight_bits, coded values; a lossy
     code only where it is smaller than both lossless forms."""
@@ -454,10 +518,9 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
         forms.append((len(sel_bytes) + m * dt.itemsize, dict(sel_desc), sel_bytes + vals.astype(le).tobytes(), ""))
     best = min(forms, key=lambda f: f[0])  # min keeps the first (dense) on ties
     finite = dt.kind != "f" or bool(np.all(np.isfinite(vals)))
-    if opts.weight_bits and not finite:
+    if bits and not finite:
         best = best[:3] + ("non-finite values: kept exact",)
-    elif opts.weight_bits:
-        bits = opts.weight_bits
+    elif bits:
         K = 1 << bits
         ch = chan if mask is None else chan[mask]
         if kept is not None:
@@ -546,9 +609,10 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
             if got is None:
                 continue
             desc, payload, r = got
-            if opts.weight_bits and len(payload) >= spec.size * opts.weight_bits / 8:
+            wb = opts.bits_for(spec.name, spec.size)
+            if wb and len(payload) >= spec.size * wb / 8:
                 _progress(progress, f"  low-rank {spec.name[:60]}: rank {r} factors are not smaller than "
-                                    f"{opts.weight_bits}-bit codes: not factored")
+                                    f"{wb}-bit codes: not factored")
                 continue
             what = f"tensor {t} '{spec.name}'"
             decoded = decode_tensor(desc, memoryview(payload), tuple(spec.shape), np.dtype(spec.dtype), what)
@@ -559,18 +623,25 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
             _progress(progress, f"  low-rank {spec.name[:60]}: {list(spec.shape)} stored as rank {r} factors")
 
     # 2-3. pruning and sub-8-bit codes
-    if opts.prune or opts.weight_bits:
+    if opts.prune or opts.coded:
         targets = [(t, tg) for t, tg in sorted(weight_targets(g).items()) if t not in lowrank_done]
+        heads = _output_heads(g) if opts.prune_channels else set()
         for k, (t, tg) in enumerate(targets):
             spec = g.tensors[t]
             label = f"{k + 1}/{len(targets)} {g.nodes[tg.readers[0]].name[:48]}"
             kept = None
             prune = bool(opts.prune) and spec.size >= opts.prune_min_size
+            if prune and opts.prune_channels and any(p in heads for p in tg.readers):
+                prune = False  # its channels are model outputs (classes, detector maps)
+                notes[t] = "feeds an output: channels not pruned"
             if prune:
                 pruned, kept = prune_weights(spec, tg.axis, opts.prune, opts.prune_channels)
                 g = _with_data(g, t, pruned)
                 spec = g.tensors[t]
-            enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label)
+            bits = opts.bits_for(spec.name, spec.size)
+            enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
+            if note and t in notes:
+                note = f"{notes[t]}; {note}"
             if decoded is not spec.data:
                 g = _with_data(g, t, decoded)
             if enc is not None:
@@ -595,7 +666,7 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
             if len(z) < len(payload):
                 encodings[t] = Encoded({**desc, "entropy": opts.entropy, "size": len(payload)}, z)
                 notes[t] = (notes.get(t, "") + f" {opts.entropy}").strip()
-    return Compressed(g, encodings, notes, bool(opts.entropy))
+    return Compressed(g, encodings, notes, opts.entropy or False)
 
 
 def _with_data(g: Graph, t: int, data: np.ndarray) -> Graph:

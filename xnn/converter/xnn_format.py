@@ -78,6 +78,23 @@ Decoding checks every length against the descriptor before numpy reads the bytes
 most "size" bytes, expands no tensor beyond MAX_DECODED_NBYTES (1 GiB), and checks set-bit counts,
 zero padding bits and finite int8 parameters; any defect is an XnnError naming the tensor.
 
+Format version 3 (the scale section; written by default):
+  - header key "scales": {"count": N, "data": [offset, nbytes], "entropy"?: "zlib"|"lzma", "size"?: 4N}:
+    N float32 quantization scales at weights_offset + offset, stored byte-plane shuffled (byte 0 of
+    every value little-endian, then byte 1, 2, 3), optionally entropy-coded like an "enc" payload
+    (then "size" = 4N). A quantization's "scale" may be [start, count]: scales start..start+count-1
+    of the section (1 <= count, start + count <= N); base64 strings are still read.
+  - "quant": {"product": [a, b], "zero_point", "axis"} instead of "scale": the scales are
+    float32(scale_a · scale_b) (the exact float64 product rounded once), tensor a with one stored
+    scale, b with one or C stored scales (neither itself a "product"). The writer uses it for int32
+    biases whose stored scales are bit-exactly that product of two other inputs of a node that
+    reads them (s_x·s_w), so the loaded graph is identical to the source's.
+  - "zero_point" may be one integer: the same zero point for every scale.
+  - flags bit 1 (FLAG_HEADER_LZMA): the stored header is a uint32 length and a raw LZMA2 stream
+    (the dictionary as for "enc"); at most one of bits 0 and 1 is set.
+Versions 1-2 files still load (version 1: no "enc", no flags; version 2: no format-3 feature);
+a file of a higher version than FORMAT_VERSION is refused with a message to upgrade xnn.
+
 Reading validates everything before use: magic, version, flags, both CRCs, section bounds, the
 JSON's shape and types, dtype names (from an allowlist), shapes, every (offset, nbytes) against the
 section and the tensor's shape or encoding, quantization lengths and axes, and every tensor index.
@@ -106,10 +123,12 @@ from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
 
 MAGIC = b"XNNF"
-FORMAT_VERSION = 2  # 2: encoded constants ("enc") and the compressed-header flag
+FORMAT_VERSION = 3  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
+#                    derived ("product") scales, a scalar zero point, the lzma header flag
 ALIGN = 64
 FLAG_HEADER_ZLIB = 1
-KNOWN_FLAGS = FLAG_HEADER_ZLIB
+FLAG_HEADER_LZMA = 2  # format version 3
+KNOWN_FLAGS = {1: 0, 2: FLAG_HEADER_ZLIB, 3: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
 _PREFIX = struct.Struct("<4sIIIQQII")  # magic, version, header_nbytes, header_crc, w_off, w_len, w_crc, flags
 PREFIX_NBYTES = _PREFIX.size  # 40
 
@@ -154,9 +173,10 @@ def _json_value(v, where: str):
     raise XnnError(f"{where}: option value of type {type(v).__name__} cannot be stored in .xnn")
 
 
-def pack(header, weights=b"", compress_header: bool = False) -> bytes:
+def pack(header, weights=b"", compress_header=False, version: int = FORMAT_VERSION) -> bytes:
     """Assemble a file from a header (a dict, or raw JSON bytes) and the weight section bytes;
-    with `compress_header` the header is stored zlib-compressed (FLAG_HEADER_ZLIB)."""
+    with `compress_header` (True or "zlib": FLAG_HEADER_ZLIB, "lzma": FLAG_HEADER_LZMA) the header
+    is stored compressed. `version` is the format version written in the prefix."""
     try:
         raw = header if isinstance(header, (bytes, bytearray)) else \
             json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -164,11 +184,12 @@ def pack(header, weights=b"", compress_header: bool = False) -> bytes:
         raise XnnError(f"cannot encode the .xnn header: {type(e).__name__}: {e}") from None
     flags = 0
     if compress_header:
-        raw = struct.pack("<I", len(raw)) + zlib.compress(bytes(raw), 9)
-        flags |= FLAG_HEADER_ZLIB
+        codec = "zlib" if compress_header is True else compress_header
+        raw = struct.pack("<I", len(raw)) + deflate(codec, bytes(raw))
+        flags |= FLAG_HEADER_ZLIB if codec == "zlib" else FLAG_HEADER_LZMA
     weights = bytes(weights)
     w_off = _align(PREFIX_NBYTES + len(raw))
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw), zlib.crc32(raw), w_off, len(weights),
+    prefix = _PREFIX.pack(MAGIC, version, len(raw), zlib.crc32(raw), w_off, len(weights),
                           zlib.crc32(weights), flags)
     return b"".join((prefix, raw, bytes(w_off - PREFIX_NBYTES - len(raw)), weights))
 
@@ -209,16 +230,24 @@ class Encoded(NamedTuple):
     payload: bytes
 
 
-def write_xnn(g: Graph, encodings=None, compress_header: bool = False) -> bytes:
+def write_xnn(g: Graph, encodings=None, compress_header=False, scales: str = "section",
+              scales_entropy: str | None = None) -> bytes:
     """Serialize a Graph (typically after load-time passes) as .xnn bytes; unreferenced tensors
     are left out (`compact_tensors`).
 
     `encodings` maps tensor indices of `g` to `Encoded` forms (xnn/converter/compress.py makes
     them); each is decoded here and must give the tensor's data exactly. `compress_header` stores
-    the JSON header zlib-compressed."""
+    the JSON header compressed (True/"zlib" or "lzma"). `scales`: "section" (format 3: scales in
+    the weight section, a bias scale that is exactly float32(s_x·s_w) of two other tensors of a node
+    stored as that "product") or "inline" (base64 in the header, as format 1-2 files have them);
+    `scales_entropy` entropy-codes the scale section."""
     from .. import __version__
 
+    if scales not in ("section", "inline"):
+        raise XnnError(f"scales must be 'section' or 'inline', got {scales!r}")
     g, renumber = compact_tensors_map(g)
+    products = _scale_products(g) if scales == "section" else {}
+    scale_chunks, scale_count = [], 0
     enc_by_new = {}
     for t, e in (encodings or {}).items():
         if t in renumber:
@@ -234,10 +263,20 @@ def write_xnn(g: Graph, encodings=None, compress_header: bool = False) -> bytes:
         if t.is_variable:
             entry["variable"] = True
         if t.quant is not None:
-            scale = np.ascontiguousarray(np.asarray(t.quant.scale).ravel(), dtype="<f4").tobytes()
-            entry["quant"] = {"scale": base64.b64encode(scale).decode("ascii"),
-                              "zero_point": [int(z) for z in np.asarray(t.quant.zero_point).ravel()],
-                              "axis": int(t.quant.axis)}
+            sc = np.ascontiguousarray(np.asarray(t.quant.scale).ravel(), dtype="<f4")
+            zp = [int(z) for z in np.asarray(t.quant.zero_point).ravel()]
+            q = {}
+            if i in products:
+                q["product"] = list(products[i])
+            elif scales == "section":
+                q["scale"] = [scale_count, int(sc.size)]
+                scale_chunks.append(sc)
+                scale_count += int(sc.size)
+            else:
+                q["scale"] = base64.b64encode(sc.tobytes()).decode("ascii")
+            q["zero_point"] = zp[0] if scales == "section" and len(zp) == sc.size and len(set(zp)) == 1 else zp
+            q["axis"] = int(t.quant.axis)
+            entry["quant"] = q
         if t.data is not None:
             data = np.asarray(t.data)
             count = int(np.prod(shape, dtype=np.int64))
@@ -281,7 +320,75 @@ def write_xnn(g: Graph, encodings=None, compress_header: bool = False) -> bytes:
     header = {"producer": f"xnn {__version__}", "description": str(g.description or ""),
               "inputs": [int(t) for t in g.inputs], "outputs": [int(t) for t in g.outputs],
               "tensors": tensors, "nodes": nodes}
+    if scale_count:
+        payload = shuffle_f32(np.concatenate(scale_chunks))
+        sec = {"count": scale_count}
+        if scales_entropy:
+            z = deflate(scales_entropy, payload)
+            if len(z) < len(payload):
+                sec.update(entropy=scales_entropy, size=len(payload))
+                payload = z
+        sec["data"] = [pos, len(payload)]
+        chunks.append(payload)
+        header["scales"] = sec
     return pack(header, b"".join(chunks), compress_header=compress_header)
+
+
+def shuffle_f32(values) -> bytes:
+    """float32 values as the scale section stores them: little-endian, byte planes one after the
+    other (byte 0 of every value, then byte 1, ...), which entropy coders compress better."""
+    b = np.ascontiguousarray(np.asarray(values, "<f4").ravel()).view(np.uint8).reshape(-1, 4)
+    return np.ascontiguousarray(b.T).tobytes()
+
+
+def unshuffle_f32(buf, count: int) -> np.ndarray:
+    """The inverse of `shuffle_f32`; `buf` holds exactly 4·count bytes."""
+    b = np.frombuffer(buf, np.uint8, 4 * count).reshape(4, count)
+    return np.ascontiguousarray(b.T).view("<f4").ravel().astype(np.float32)
+
+
+def product_scale(sx: np.ndarray, sw: np.ndarray) -> np.ndarray:
+    """float32(sx·sw) elementwise with broadcasting of a single scale (the product of two float32
+    values is exact in float64, so this is IEEE float32 multiplication, the same everywhere)."""
+    return (np.asarray(sx, np.float32).astype(np.float64) * np.asarray(sw, np.float32).astype(np.float64)
+            ).astype(np.float32)
+
+
+def _scale_products(g: Graph) -> dict:
+    """{int32 tensor: (a, b)} for constant int32 tensors (biases) whose scales are exactly
+    product_scale(scale[a], scale[b]) for two other non-int32 quantized inputs a, b of a node
+    that reads them, a with a single scale."""
+    out = {}
+    for node in g.nodes:
+        ins = [t for t in node.inputs if t >= 0]
+        qs = [t for t in ins if g.tensors[t].quant is not None and np.dtype(g.tensors[t].dtype) != np.int32]
+        for t in ins:
+            spec = g.tensors[t]
+            if t in out or spec.quant is None or np.dtype(spec.dtype) != np.int32 or spec.data is None:
+                continue
+            want = np.asarray(spec.quant.scale, np.float32).ravel()
+            zp = np.asarray(spec.quant.zero_point).ravel()
+            if zp.size != want.size:
+                continue
+            for a in qs:
+                sa = np.asarray(g.tensors[a].quant.scale, np.float32).ravel()
+                if sa.size != 1:
+                    continue
+                for b in qs:
+                    if b == a:
+                        continue
+                    sb = np.asarray(g.tensors[b].quant.scale, np.float32).ravel()
+                    if sb.size not in (1, want.size):
+                        continue
+                    got = product_scale(sa, sb)
+                    if got.size == 1 and want.size != 1:
+                        continue
+                    if got.tobytes() == want.tobytes():
+                        out[t] = (a, b)
+                        break
+                if t in out:
+                    break
+    return out
 
 
 def write_file(path, data: bytes) -> int:
@@ -431,8 +538,10 @@ def _open(content):
     if n < PREFIX_NBYTES:
         _fail(f"truncated: {n} bytes, shorter than the {PREFIX_NBYTES}-byte prefix")
     _, _, h_len, h_crc, w_off, w_len, w_crc, flags = _PREFIX.unpack_from(mv, 0)
-    if flags & ~(KNOWN_FLAGS if version >= 2 else 0):
+    if flags & ~KNOWN_FLAGS[version]:
         _fail(f"unknown flags {flags:#x} (written by a newer xnn? upgrade xnn)")
+    if flags & FLAG_HEADER_ZLIB and flags & FLAG_HEADER_LZMA:
+        _fail("both header compression flags are set")
     if h_len > MAX_HEADER_NBYTES or PREFIX_NBYTES + h_len > n:
         _fail(f"header of {h_len} bytes does not fit a file of {n} bytes (truncated?)")
     if w_off != _align(PREFIX_NBYTES + h_len):
@@ -448,13 +557,14 @@ def _open(content):
     weights = mv[w_off:w_off + w_len]
     if zlib.crc32(weights) != w_crc:
         _fail("weight section checksum mismatch")
-    if flags & FLAG_HEADER_ZLIB:
+    if flags & (FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA):
         if len(raw) < 4:
             _fail("compressed header shorter than its length field")
         json_len = struct.unpack_from("<I", raw, 0)[0]
         if json_len > MAX_HEADER_NBYTES:
             _fail(f"compressed header claims {json_len} bytes, above {MAX_HEADER_NBYTES}")
-        raw = inflate("zlib", memoryview(raw)[4:], json_len, "the header")
+        codec = "zlib" if flags & FLAG_HEADER_ZLIB else "lzma"
+        raw = inflate(codec, memoryview(raw)[4:], json_len, "the header")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -462,21 +572,64 @@ def _open(content):
     return version, header, weights
 
 
-def _quant(q, what: str, shape: tuple):
+class _Product(NamedTuple):
+    """A quantization whose scales are product_scale(scale[a], scale[b]) (resolved in _graph)."""
+
+    a: int
+    b: int
+    zero_point: object  # list of ints, or one int for all
+    axis: int
+
+
+def _quant(q, what: str, shape: tuple, version: int = FORMAT_VERSION, section=None):
     if q is None:
         return None
     if not isinstance(q, dict):
         _fail(f"{what} quantization must be an object or null")
-    b64 = _get(q, "scale", str, f"{what} quantization")
-    zp = _get(q, "zero_point", list, f"{what} quantization")
+    for k in q:
+        if k not in ("scale", "zero_point", "axis", "product"):
+            _fail(f"{what}: unknown quantization key '{str(k)[:20]}'")
+    zp = q.get("zero_point")
+    if version >= 3 and _is_int(zp):
+        pass
+    else:
+        zp = _get(q, "zero_point", list, f"{what} quantization")
     axis = _get(q, "axis", int, f"{what} quantization")
-    try:
-        raw = base64.b64decode(b64.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        _fail(f"{what}: quantization scale is not base64")
-    if len(raw) % 4:
-        _fail(f"{what}: quantization scale of {len(raw)} bytes is not float32 values")
-    scale = np.frombuffer(raw, "<f4").astype(np.float32)
+    if not -(1 << 31) <= axis < (1 << 31):
+        _fail(f"{what}: quantized axis {axis} out of range")
+    if "product" in q:
+        if version < 3:
+            _fail(f"{what}: 'product' scales in a format version {version} file")
+        if "scale" in q:
+            _fail(f"{what}: quantization has both 'scale' and 'product'")
+        ref = _get(q, "product", list, f"{what} quantization")
+        if len(ref) != 2 or not all(_is_int(r) for r in ref):
+            _fail(f"{what}: 'product' must be two tensor indices")
+        return _Product(ref[0], ref[1], zp, axis)
+    sv = q.get("scale")
+    if isinstance(sv, list) and version >= 3:
+        if section is None:
+            _fail(f"{what}: quantization refers to the scale section, the file has none")
+        if len(sv) != 2:
+            _fail(f"{what}: quantization scale must be [start, count]")
+        start = _int(sv[0], f"{what} scale start", 0, section.size)
+        cnt = _int(sv[1], f"{what} scale count", 1, section.size - start)
+        scale = section[start:start + cnt].copy()
+    else:
+        b64 = _get(q, "scale", str, f"{what} quantization")
+        try:
+            raw = base64.b64decode(b64.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error):
+            _fail(f"{what}: quantization scale is not base64")
+        if len(raw) % 4:
+            _fail(f"{what}: quantization scale of {len(raw)} bytes is not float32 values")
+        scale = np.frombuffer(raw, "<f4").astype(np.float32)
+    return _quant_params(scale, zp, axis, what, shape)
+
+
+def _quant_params(scale: np.ndarray, zp, axis: int, what: str, shape: tuple) -> QuantParams:
+    if _is_int(zp):
+        zp = [zp] * scale.size
     if not scale.size or scale.size != len(zp):
         _fail(f"{what}: {scale.size} scales and {len(zp)} zero points")
     if not np.all(np.isfinite(scale)) or np.any(scale < 0):
@@ -488,12 +641,47 @@ def _quant(q, what: str, shape: tuple):
             _fail(f"{what}: quantized axis {axis} out of range for rank {len(shape)}")
         if shape[axis] != len(scale):
             _fail(f"{what}: {len(scale)} per-channel scales for {shape[axis]} channels")
-    elif not -(1 << 31) <= axis < (1 << 31):  # unused for one scale; kept as the model had it
-        _fail(f"{what}: quantized axis {axis} out of range")
     return QuantParams(scale=scale, zero_point=np.array(zp, np.int64), axis=axis)
 
 
-def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION) -> TensorSpec:
+def _scale_section(h: dict, weights: memoryview, version: int):
+    """The float32 scales of the header's "scales" section (format 3), or None."""
+    sec = h.get("scales")
+    if sec is None:
+        return None
+    if version < 3:
+        _fail(f"a scale section in a format version {version} file")
+    what = "scale section"
+    if not isinstance(sec, dict):
+        _fail(f"{what} must be an object")
+    for k in sec:
+        if k not in ("count", "data", "entropy", "size"):
+            _fail(f"{what}: unknown key '{str(k)[:20]}'")
+    count = _int(_get(sec, "count", int, what), f"{what} count", 1, MAX_ELEMENTS // 4)
+    loc = _get(sec, "data", list, what)
+    if len(loc) != 2:
+        _fail(f"{what}: data must be [offset, nbytes]")
+    off = _int(loc[0], f"{what} data offset", 0, len(weights))
+    nbytes = _int(loc[1], f"{what} data size", 0, len(weights) - off)
+    stored = weights[off:off + nbytes]
+    codec = _get(sec, "entropy", str, what, None)
+    if codec is not None:
+        if codec not in ENC_ENTROPY:
+            _fail(f"{what}: entropy codec '{codec[:20]}' is not one of {', '.join(ENC_ENTROPY)}")
+        size = _int(_get(sec, "size", int, what), f"{what} size", 0, 1 << 62)
+        if size != 4 * count:
+            _fail(f"{what}: size {size} but {count} scales need {4 * count} bytes")
+        if nbytes == 0:
+            _fail(f"{what}: empty {codec} stream")
+        stored = inflate(codec, stored, size, what)
+    elif "size" in sec:
+        _fail(f"{what}: 'size' is only for an entropy-coded section")
+    elif nbytes != 4 * count:
+        _fail(f"{what}: {nbytes} bytes, {count} scales need {4 * count}")
+    return unshuffle_f32(stored, count)
+
+
+def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION, section=None) -> TensorSpec:
     what = f"tensor {i}"
     if not isinstance(e, dict):
         _fail(f"{what} must be an object")
@@ -512,7 +700,7 @@ def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION) -> Te
     if dname not in DTYPES:
         _fail(f"{what}: dtype '{dname[:20]}' is not one of {', '.join(DTYPES)}")
     dtype = DTYPES[dname]
-    quant = _quant(e.get("quant"), what, shape)
+    quant = _quant(e.get("quant"), what, shape, version, section)
     variable = _get(e, "variable", bool, what, False)
     loc = e.get("data")
     enc = e.get("enc")
@@ -573,8 +761,25 @@ def _graph(h, weights: memoryview, version: int = FORMAT_VERSION) -> Graph:
         _fail(f"header must be a JSON object, got {type(h).__name__}")
     tlist = _get(h, "tensors", list, "header")
     nlist = _get(h, "nodes", list, "header")
-    tensors = tuple(_tensor(i, e, weights, version) for i, e in enumerate(tlist))
+    section = _scale_section(h, weights, version)
+    tensors = [_tensor(i, e, weights, version, section) for i, e in enumerate(tlist)]
     n = len(tensors)
+    for i, t in enumerate(tensors):
+        if isinstance(t.quant, _Product):
+            what = f"tensor {i} '{t.name[:40]}'"
+            p = t.quant
+            for r in (p.a, p.b):
+                if not 0 <= r < n or r == i:
+                    _fail(f"{what}: product scale refers to tensor {_short(r)} (file has {n} tensors)")
+                if not isinstance(tensors[r].quant, QuantParams):
+                    _fail(f"{what}: product scale refers to tensor {r} without stored scales")
+            sa, sb = tensors[p.a].quant.scale, tensors[p.b].quant.scale
+            if sa.size != 1:
+                _fail(f"{what}: product scale: tensor {p.a} must have one scale, it has {sa.size}")
+            scale = product_scale(sa, sb)
+            tensors[i] = TensorSpec(name=t.name, shape=t.shape, dtype=t.dtype, data=t.data, is_variable=t.is_variable,
+                                    quant=_quant_params(scale, p.zero_point, p.axis, what, t.shape))
+    tensors = tuple(tensors)
     nodes = tuple(_node(k, e, n) for k, e in enumerate(nlist))
     inputs = _indices(_get(h, "inputs", list, "header"), "graph inputs", n)
     outputs = _indices(_get(h, "outputs", list, "header"), "graph outputs", n)
