@@ -30,9 +30,11 @@ APPS = ("card", "meter", "plate", "vin", "idcard", "text")
 @dataclass
 class Field:
     """One recognized field. text: the normalized value (card number digits without spaces); raw:
-    the characters as read; confidence: P(raw | line) under the recognizer (CTC forward sum);
-    char_conf: per-character posteriors; valid: satisfies the field's rules; quad: (4, 2) page
-    pixels of its line; meta: extras (issuer, derived fields, a rolled meter digit, …)."""
+    the characters as read; confidence: the lowest per-character posterior (the model's belief in
+    its least certain character: a character the rules forced against the model scores ~0);
+    char_conf: per-character posteriors (max over each character's aligned frames); valid:
+    satisfies the field's rules; quad: (4, 2) page pixels of its line; meta: extras (issuer,
+    derived fields, a rolled meter digit, p_text = P(raw | line) by the CTC forward sum, …)."""
     name: str
     text: str
     raw: str
@@ -133,8 +135,8 @@ class Reader:
         result.fields["number"].text             # '4512345678901234'
 
     app: one of APPS. beam: hypotheses per frame of the constrained CTC search (xnn.ctc.dfa_decode).
-    num_threads: runtime threads. min_confidence: a field whose best valid reading has a lower
-    probability P(text | line) is not trusted: it goes to `missing`, and to `rejected` for inspection
+    num_threads: runtime threads. min_confidence: a field whose best valid reading has a character
+    with a lower posterior is not trusted: it goes to `missing`, and to `rejected` for inspection
     (the rules can force a reading the model does not believe). meter_digits: exact wheel count.
     models: optional {zoo name: path} overrides (e.g. a compressed .xnn)."""
 
@@ -273,7 +275,7 @@ class Reader:
             for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
                 for i in lines_:
                     found = rec.decode(lps.get(rule.model, i), dfa=dfa, top_k=2, width=width)
-                    if found and (best is None or found[0].log_prob > best[1][0].log_prob):
+                    if found and (best is None or _score(found[0]) > _score(best[1][0])):
                         best = (i, found)
                 if best is not None:
                     break
@@ -307,8 +309,18 @@ class Reader:
             # and sex fields must agree with these
             info = rules.id_info(text)
             meta.update({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in info.items()})
-        return Field(rule.name, text, raw, float(np.exp(r.log_prob)), bool(valid), np.asarray(quad, np.float32),
+        meta["p_text"] = float(np.exp(r.log_prob))
+        conf = float(np.min(r.char_conf)) if len(r.char_conf) else 0.0
+        return Field(rule.name, text, raw, conf, bool(valid), np.asarray(quad, np.float32),
                      [float(c) for c in r.char_conf], meta)
+
+
+def _score(r) -> float:
+    """How well a line supports a reading: the summed log posteriors of its characters over their
+    aligned frames. Unlike log P(text | line) it does not punish characters the detector's box took
+    in around the field (a frame edge, a "VIN" label) that the rules leave out of the reading; a
+    character the rules forced against the model still costs its (tiny) posterior."""
+    return float(np.sum(np.log(np.maximum(np.asarray(r.char_conf, np.float64), 1e-12))))
 
 
 class _LineCache:
