@@ -230,7 +230,8 @@ def test_rotated_and_keystoned_quads_are_tilted(domain, base):
             assert (r.metrics["tilt_deg"] - target_deg + 180) % 360 - 180 == pytest.approx(0.0, abs=1e-6)
             tilt = [h for h in r.hints if h.code == "tilted"]
             assert tilt and tilt[0].severity == severity, (target_deg, r.hints)
-            assert codes(r, "error") <= {"tilted"}
+            # a quad swung round covers other pixels: glare measured there is real, nothing else may fire
+            assert codes(r, "error") <= {"tilted", "glare"}
         r = Q.check(img, keystone(q, 0.5), domain)  # left edges 3x the right ones (times their old ratio)
         assert r.metrics["perspective"] > 2.0
         assert [h.code for h in r.hints] == ["tilted"] and r.hints[0].severity == "warning" and r.ok
