@@ -20,6 +20,8 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from xnn.ocr.rules import group_digits
+
 from . import augment, fonts, vocab
 from .base import Line, compose, contrast_color, emboss, ink, paste_ink, rounded_alpha
 
@@ -86,11 +88,7 @@ def card_number(rng, issuer: str) -> tuple[str, tuple[int, ...]]:
 
 
 def group(number: str, groups) -> str:
-    out, i = [], 0
-    for g in groups:
-        out.append(number[i:i + g])
-        i += g
-    return " ".join(out)
+    return group_digits(number, groups)
 
 
 def holder_name(rng) -> str:

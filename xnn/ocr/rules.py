@@ -477,7 +477,8 @@ def card_groupings(issuer: str, n: int) -> tuple:
     return ()
 
 
-def _group(digits: str, groups) -> str:
+def group_digits(digits: str, groups) -> str:
+    """'4512345678901234', (4, 4, 4, 4) -> '4512 3456 7890 1234' (the printed layout)."""
     out, i = [], 0
     for g in groups:
         out.append(digits[i:i + g])
@@ -517,7 +518,7 @@ def card_number_ok(text: str) -> bool:
     issuer = card_issuer(digits)
     if issuer is None or not luhn_ok(digits):
         return False
-    return text == digits or any(text == _group(digits, g) for g in card_groupings(issuer, len(digits)))
+    return text == digits or any(text == group_digits(digits, g) for g in card_groupings(issuer, len(digits)))
 
 
 def _card_digits(issuer: str, n: int) -> Dfa:
