@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import XnnError
 from . import rules
 from .engine import Detector, Recognizer
-from .geometry import fill_color
+from .geometry import fill_color, quad_size
 
 APPS = ("card", "meter", "plate", "vin", "idcard", "text")
 
@@ -267,8 +267,11 @@ class Reader:
                 missing.append(rule.name)
                 continue
             dfa = self._dfa(rule, rec)
-            greedy = {i: len(rec.decode(lps.get(rule.model, i), beam_width=1)[0].labels) for i in range(len(quads))
-                      if i not in used and lps.get(rule.model, i) is not None}
+            # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
+            # before it is recognized
+            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars]
+            greedy = {i: len(rec.decode(lps.get(rule.model, i), beam_width=1)[0].labels) for i in fits
+                      if lps.get(rule.model, i) is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
             best = None
             # a wider search only when the first finds nothing, and only on the two longest readings
@@ -313,6 +316,11 @@ class Reader:
         conf = float(np.min(r.char_conf)) if len(r.char_conf) else 0.0
         return Field(rule.name, text, raw, conf, bool(valid), np.asarray(quad, np.float32),
                      [float(c) for c in r.char_conf], meta)
+
+
+def _aspect(quad) -> float:
+    w, h = quad_size(quad)
+    return w / max(h, 1e-6)
 
 
 def _score(r) -> float:
