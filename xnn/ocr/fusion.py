@@ -135,7 +135,8 @@ class FrameFusion:
 def read_frames(reader, frames, max_frames: int = 30, min_votes: int = 2, min_share: float = 0.6):
     """Read frames (an iterable of images) with `reader` until every field is stable or max_frames
     were read. Returns (fused OcrResult, frames used, per-frame OcrResults)."""
-    fusion = FrameFusion([r.name for r in reader.rules] or None, {r.name: r.grammar for r in reader.rules},
+    readable = [r for r in reader.rules if r.model in reader.recognizers]   # fields without a model never settle
+    fusion = FrameFusion([r.name for r in readable] or None, {r.name: r.grammar for r in readable},
                          min_votes, min_share)
     per = []
     for img in frames:
