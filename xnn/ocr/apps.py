@@ -142,7 +142,7 @@ class Reader:
     refine: re-read uncertain fields from nearby boxes (Reader._refine).
     models: optional {zoo name: path} overrides (e.g. a compressed .xnn)."""
 
-    def __init__(self, app: str = "text", beam: int = 256, num_threads: int = 1, models: dict | None = None,
+    def __init__(self, app: str = "text", beam: int = 128, num_threads: int = 1, models: dict | None = None,
                  detector: str = "detector", det_threshold: float = 0.5, meter_digits: int | None = None,
                  min_confidence: float = 0.01, refine: bool = True):
         if app not in APPS:
