@@ -6,8 +6,10 @@ evaluated, and its held-out accuracy, is in models/README.md; xnn.ocr.Reader loa
 - card_number: bank-card number lines (digits + space).
 - meter_reading: gas/water meter registers (digits).
 - plate_plate: mainland China licence plates (province characters, letters, digits, 警/学).
-- vin_vin, idcard_id_number, card_expiry_name: VINs, ID-card numbers, card expiry dates and holder
-  names (present when shipped; a Reader reports fields whose model is missing).
+- vin_vin: VINs (17 characters, no I/O/Q).
+- idcard_id_number: Chinese resident ID numbers (digits + X).
+Not shipped yet: card_expiry_name (card expiry and holder name) and idcard_zh (names, addresses); a
+Reader lists the fields they would read as missing.
 """
 import json
 import os
