@@ -155,20 +155,24 @@ def beam_search_ref(lp, beam_width=8, blank=0, allowed=None, transitions=None, a
     return sorted(out, key=lambda kv: -kv[1])
 
 
-def brute_force_ref(lp, blank=0):
-    """Exhaustive: sum the probability of every frame path per collapsed label sequence (tiny T, C)."""
+def all_paths(lp, blank=0):
+    """Every frame path of a (tiny) (T, C) input: yields (collapsed labels tuple, path log-prob)."""
     import itertools
 
     T, C = lp.shape
-    totals = {}
     for path in itertools.product(range(C), repeat=T):
         labels, prev = [], -1
         for k in path:
             if k != blank and k != prev:
                 labels.append(k)
             prev = k
-        s = float(sum(lp[t, k] for t, k in enumerate(path)))
-        key = tuple(labels)
+        yield tuple(labels), float(sum(lp[t, k] for t, k in enumerate(path)))
+
+
+def brute_force_ref(lp, blank=0):
+    """Exhaustive: sum the probability of every frame path per collapsed label sequence (tiny T, C)."""
+    totals = {}
+    for key, s in all_paths(lp, blank):
         totals[key] = _lae(totals.get(key, -np.inf), s)
     return totals
 
