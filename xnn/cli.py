@@ -633,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(fn=cmd_run)
     po = sub.add_parser("ocr", help="read text from an image (or every image of a directory) with the shipped models",
                         description="Detect text lines, recognize them and, with --app, return validated fields "
-                                    "(card: number/expiry/name; meter: reading; plate; vin; idcard: ID number and "
+                                    "(card: number; meter: reading; plate; vin; idcard: ID number and "
                                     "what it encodes). Exit status: 0 = read, 1 = nothing found or some files "
                                     "unreadable, 2 = usage error.")
     po.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or a directory of images (batch mode)")
