@@ -16,6 +16,16 @@ import numpy as np
 HEIGHT = 32  # recognizer input rows
 
 
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        from ..errors import XnnError
+
+        raise XnnError("xnn.ocr needs Pillow to rectify text lines: pip install 'xnn[ocr]' (or pillow)") from None
+    return Image
+
+
 def homography(src, dst) -> np.ndarray:
     """3x3 H with dst ~ H @ src for 4 point pairs (direct linear transform with h33 = 1): each pair
     gives two rows of an 8x8 linear system. Singular when 3 of the 4 points are collinear."""
@@ -82,7 +92,7 @@ def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15
     ratio (at most max_width). Lines shrunk by more than 1.5x are box-filtered first (Pillow's
     transform point-samples). Parts outside the image take the image's mean colour (pass `fill`
     = fill_color(image) when cutting many lines from one image)."""
-    from PIL import Image
+    Image = _pillow()
 
     img = np.asarray(image)
     if img.ndim == 2:
@@ -124,7 +134,7 @@ def prepare_line(rgb: np.ndarray, width: int) -> np.ndarray:
     gray = 0.299 R + 0.587 G + 0.114 B; the line scaled to 32 rows keeping its aspect ratio and
     squashed to at most `width` columns (bilinear); contrast stretched so its 1st/99th percentiles
     map to 0/255 (skipped when they differ by < 16, an empty line); right-padded with its median."""
-    from PIL import Image
+    Image = _pillow()
 
     a = np.asarray(rgb)
     if a.ndim == 3:
