@@ -273,8 +273,8 @@ class Reader:
             # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
             # before it is recognized
             fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars]
-            greedy = {i: len(rec.decode(lps.get(rule.model, i), beam_width=1)[0].labels) for i in fits
-                      if lps.get(rule.model, i) is not None}
+            greedy = {i: lps.greedy_len(rule.model, i) for i in fits}
+            greedy = {i: n for i, n in greedy.items() if n is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
             best = None
             # a wider search only when the first finds nothing, and only on the two longest readings
@@ -318,15 +318,9 @@ class Reader:
         best_q, best = quad, found
         for a0, a1, b0, b1 in moves:
             cand = q + np.outer([a0, a1, a1, a0], u) * h + np.outer([b0, b0, b1, b1], v) * h
-            t1 = time.perf_counter()
-            try:
-                line = rec.crop(lps.image, cand, lps.fill)
-            except ValueError:
+            lp = lps.read(rec, cand)
+            if lp is None:
                 continue
-            t2 = time.perf_counter()
-            lp = rec.log_probs(line)
-            lps.t["crop"] += t2 - t1
-            lps.t["recognize"] += time.perf_counter() - t2
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
             if got and _score(got[0]) > _score(best[0]):
                 best_q, best = cand.astype(np.float32), got
@@ -374,22 +368,44 @@ class _LineCache:
         self.fill = fill_color(image)
         self.crops, self.lps = {}, {}
 
+    def read(self, rec, quad, crop=None):
+        """Log-probs of `rec` on one quad (crop: an already cut line); None for a degenerate quad.
+        Times crop and recognize."""
+        t1 = time.perf_counter()
+        if crop is None:
+            try:
+                crop = rec.crop(self.image, quad, self.fill)
+            except ValueError:
+                return None
+        t2 = time.perf_counter()
+        lp = rec.log_probs(crop)
+        self.t["crop"] += t2 - t1
+        self.t["recognize"] += time.perf_counter() - t2
+        return lp
+
     def get(self, name, k):
+        """Log-probs of recognizer `name` on detected line k (crops shared by recognizers of one
+        input width)."""
         if (name, k) not in self.lps:
             rec = self.recs[name]
-            t1 = time.perf_counter()
             key = (k, rec.width)
             if key not in self.crops:
+                t1 = time.perf_counter()
                 try:
                     self.crops[key] = rec.crop(self.image, self.quads[k], self.fill)
                 except ValueError:          # degenerate quad
                     self.crops[key] = None
+                self.t["crop"] += time.perf_counter() - t1
             line = self.crops[key]
-            t2 = time.perf_counter()
-            self.lps[(name, k)] = None if line is None else rec.log_probs(line)
-            self.t["crop"] += t2 - t1
-            self.t["recognize"] += time.perf_counter() - t2
+            self.lps[(name, k)] = None if line is None else self.read(rec, None, line)
         return self.lps[(name, k)]
+
+    def greedy_len(self, name, k):
+        """Characters in the greedy reading of line k by `name` (None: no reading), computed once."""
+        if (name, "greedy", k) not in self.lps:
+            lp = self.get(name, k)
+            self.lps[(name, "greedy", k)] = None if lp is None else len(self.recs[name].decode(lp, beam_width=1)[0].labels)
+        return self.lps[(name, "greedy", k)]
 
 
 def _resolve_rolled(rec, found, raw, r):
