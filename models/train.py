@@ -107,6 +107,48 @@ def load_shards(d):
     return np.concatenate(xs), ts
 
 
+# ---- shared by both trainers ---------------------------------------------------------------------
+
+def _write_spec(out, spec, load, restart, check=True):
+    """OUT/spec.json: refuse to continue a run of another spec (unless restart/not check), then write."""
+    path = os.path.join(out, "spec.json")
+    if check and os.path.exists(path) and not restart:
+        old = load(open(path, encoding="utf-8").read())
+        if old != spec:
+            raise SystemExit(f"{out} holds a run of another spec ({old}); use --restart or --out")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(spec.to_json())
+
+
+def _tensorflow(threads):
+    """(tf, keras) with `threads` intra-op threads and one inter-op thread."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import tf_keras as keras
+
+    return tf, keras
+
+
+def _checkpoints(tf, model, opt, out, restart, log):
+    """(epoch variable, CheckpointManager) for OUT/ckpt, restored from the latest checkpoint."""
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+    mgr = tf.train.CheckpointManager(ckpt, os.path.join(out, "ckpt"), max_to_keep=2)
+    if mgr.latest_checkpoint and not restart:
+        ckpt.restore(mgr.latest_checkpoint).expect_partial()
+        log(f"resumed from {mgr.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+    return epoch_var, mgr
+
+
+def _lr(a, epoch):
+    """Cosine decay from --lr to --lr/50 over --epochs, set per epoch (a resumed run continues it)."""
+    return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
+
+
 # ---- recognizer training -------------------------------------------------------------------------
 
 def train_recognizer(a, log=print):
@@ -115,8 +157,8 @@ def train_recognizer(a, log=print):
                         stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
                         jitter=a.jitter, box_jitter=a.box_jitter)
     os.makedirs(a.out, exist_ok=True)
-    spec_path = os.path.join(a.out, "spec.json")
-    if a.init and not os.path.exists(os.path.join(a.out, "ckpt")):
+    fine_tune = bool(a.init) and not os.path.exists(os.path.join(a.out, "ckpt"))
+    if fine_tune:
         # fine-tune: continue another run's checkpoint (weights, optimizer, epoch) under this spec,
         # which may differ from that run's only in its training data (e.g. --jitter/--box-jitter)
         import shutil
@@ -128,12 +170,7 @@ def train_recognizer(a, log=print):
             raise SystemExit(f"--init {a.init}: its model differs from this spec beyond the training data")
         shutil.copytree(os.path.join(a.init, "ckpt"), os.path.join(a.out, "ckpt"))
         log(f"fine-tuning from {a.init}")
-    elif os.path.exists(spec_path) and not a.restart:
-        old = rs.RecSpec.from_json(open(spec_path, encoding="utf-8").read())
-        if old != spec:
-            raise SystemExit(f"{a.out} holds a run of another spec ({old}); use --restart or --out")
-    with open(spec_path, "w", encoding="utf-8") as f:
-        f.write(spec.to_json())
+    _write_spec(a.out, spec, rs.RecSpec.from_json, a.restart, check=not fine_tune)
     d = ensure_data(spec, a.cache, a.lines, a.shard, a.val, a.workers, log)
     bg = None
     if a.bg_lines > 0:
@@ -144,13 +181,7 @@ def train_recognizer(a, log=print):
         bg.start()
         log(f"background renderer: {len(ks)} more shards of {a.shard} lines")
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    import tf_keras as keras
+    tf, keras = _tensorflow(a.threads)
 
     from . import recognizer as rec
 
@@ -160,12 +191,7 @@ def train_recognizer(a, log=print):
     log(f"{spec.name}: input 32x{spec.width}, {spec.frames} frames, {spec.n_classes} classes, "
         f"{model.count_params():,} parameters")
     opt = keras.optimizers.Adam(a.lr)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
-    mgr = tf.train.CheckpointManager(ckpt, os.path.join(a.out, "ckpt"), max_to_keep=2)
-    if mgr.latest_checkpoint and not a.restart:
-        ckpt.restore(mgr.latest_checkpoint).expect_partial()
-        log(f"resumed from {mgr.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+    epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log)
 
     B, T = a.batch, spec.frames
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
@@ -193,8 +219,7 @@ def train_recognizer(a, log=print):
         rng = np.random.default_rng([a.seed, epoch])
         order = rng.permutation(keep)
         n_steps = len(order) // B if a.steps <= 0 else min(a.steps, len(order) // B)
-        # cosine decay from lr to lr/50, set per epoch (so a resumed run continues the schedule)
-        lr = a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
+        lr = _lr(a, epoch)
         opt.learning_rate.assign(lr)
         losses = []
         for s in range(n_steps):
@@ -305,22 +330,10 @@ def train_detector(a, log=print):
           if v is not None}
     spec = dt.DetSpec(**kw)
     os.makedirs(a.out, exist_ok=True)
-    spec_path = os.path.join(a.out, "spec.json")
-    if os.path.exists(spec_path) and not a.restart:
-        old = dt.DetSpec.from_json(open(spec_path, encoding="utf-8").read())
-        if old != spec:
-            raise SystemExit(f"{a.out} holds a run of another spec ({old}); use --restart or --out")
-    with open(spec_path, "w", encoding="utf-8") as f:
-        f.write(spec.to_json())
+    _write_spec(a.out, spec, dt.DetSpec.from_json, a.restart)
     d = ensure_det_data(spec, a.cache, a.pages, a.shard, a.val, a.workers, log)
 
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    import tf_keras as keras
+    tf, keras = _tensorflow(a.threads)
 
     from . import detector as det
 
@@ -329,12 +342,7 @@ def train_detector(a, log=print):
     log(f"{spec.name}: input {spec.height}x{spec.width}, output {spec.out_shape}, "
         f"{model.count_params():,} parameters")
     opt = keras.optimizers.Adam(a.lr)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
-    mgr = tf.train.CheckpointManager(ckpt, os.path.join(a.out, "ckpt"), max_to_keep=2)
-    if mgr.latest_checkpoint and not a.restart:
-        ckpt.restore(mgr.latest_checkpoint).expect_partial()
-        log(f"resumed from {mgr.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+    epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log)
 
     B = a.batch
     H4, W4, _ = spec.out_shape
@@ -360,7 +368,7 @@ def train_detector(a, log=print):
         rng = np.random.default_rng([a.seed, epoch])
         order = rng.permutation(len(x_all))
         n_steps = len(order) // B if a.steps <= 0 else min(a.steps, len(order) // B)
-        lr = a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
+        lr = _lr(a, epoch)
         opt.learning_rate.assign(lr)
         losses = []
         for s in range(n_steps):
