@@ -155,11 +155,25 @@ def _converter(keras_model):
     return tf.lite.TFLiteConverter.from_keras_model(keras_model)
 
 
+def _full_int8(conv, calib_x, to_input):
+    """Configure a TFLite converter for full-integer int8 (int8 input and output), calibrated on
+    the prepared uint8 samples calib_x (to_input makes one a model input)."""
+    import tensorflow as tf
+
+    def rep():
+        for x in calib_x:
+            yield [to_input(x[None])]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+
+
 def convert(trained, spec: rs.RecSpec, calib_x=None) -> bytes:
     """trained: the Keras recognizer (rnn='proj'). calib_x None: float32 model; else (N, 32, W) uint8
     calibration lines -> full-int8 model (int8 input and output)."""
-    import tensorflow as tf
-
     from . import recognizer as rec
 
     skel = rec.build(spec, batch=1, rnn="placeholder")
@@ -169,15 +183,7 @@ def convert(trained, spec: rs.RecSpec, calib_x=None) -> bytes:
     if calib_x is None:
         return graft_lstm(conv.convert(), tensors)
 
-    def rep():
-        for x in calib_x:
-            yield [rs.to_input(x[None])]
-
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    _full_int8(conv, calib_x, rs.to_input)
     quantize = conv._quantize  # the converter's calibrate-and-quantize step on the float flatbuffer
 
     def graft_then_quantize(result, *a, **kw):
@@ -282,8 +288,6 @@ def load_detector(run_dir: str):
 
 def convert_detector(trained, spec, calib_x=None) -> bytes:
     """calib_x None: float32 model; else (N, H, W) uint8 prepared pages -> full-int8 (int8 in/out)."""
-    import tensorflow as tf
-
     from . import det_targets as dt
     from . import detector as det
 
@@ -291,15 +295,7 @@ def convert_detector(trained, spec, calib_x=None) -> bytes:
     skel.set_weights(trained.get_weights())
     conv = _converter(skel)
     if calib_x is not None:
-        def rep():
-            for x in calib_x:
-                yield [dt.to_input(x[None])]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        _full_int8(conv, calib_x, dt.to_input)
     return conv.convert()
 
 
