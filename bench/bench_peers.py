@@ -95,7 +95,7 @@ def render(domain: str, seed: int, n: int):
         truth = next((ln.text for ln in s.lines if ln.field == KEY_FIELD[domain]), None)
         if truth is None:
             truth = s.meta.get(KEY_FIELD[domain], s.meta.get("digits", s.meta.get("text", "")))
-        out.append((i, s.image, str(truth)))
+        out.append((i, s.image, str(truth), peers.truth_more(domain, s)))
     return out
 
 
@@ -107,9 +107,10 @@ def run_engine(eng, domain: str, samples, label: str, fail_dir=None, max_failure
     except Exception as e:
         raise Unavailable(f"read failed: {type(e).__name__}: {e}") from None
     times, stages, correct, errors, saved = [], {}, 0, 0, 0
+    more = {f: {"correct": 0, "errors": 0, "chars": 0} for f in peers.MORE_FIELDS.get(domain, ())}
     n = len(samples)
     t_start = time.time()
-    for k, (idx, image, truth) in enumerate(samples):
+    for k, (idx, image, truth, truth2) in enumerate(samples):
         t0 = time.perf_counter()
         try:
             out = eng.read(image)
@@ -124,6 +125,11 @@ def run_engine(eng, domain: str, samples, label: str, fail_dir=None, max_failure
         pred = peers.predict(domain, out)
         ok = pred == peers.norm(domain, truth)
         correct += ok
+        for f, got in peers.predict_more(domain, out).items():
+            ref = peers.norm_more(truth2.get(f, ""))
+            more[f]["correct"] += got == ref
+            more[f]["errors"] += min(len(ref), peers.edit_distance(got, ref))
+            more[f]["chars"] += len(ref)
         if not ok and fail_dir and saved < max_failures:
             saved += 1
             _save_failure(fail_dir, label, domain, idx, image, truth, pred, getattr(out, "error", None) or out.raw_text())
@@ -138,7 +144,9 @@ def run_engine(eng, domain: str, samples, label: str, fail_dir=None, max_failure
             "times_ms": [round(1e3 * t, 3) for t in times],
             "stages_median_ms": {k: 1e3 * statistics.median(v) for k, v in stages.items()},
             "model_bytes": eng.model_bytes(domain), "model_files": eng.model_files(domain),
-            "settings": eng.describe(domain)}
+            "settings": eng.describe(domain),
+            "more_fields": {f: {"acc": m["correct"] / n, "char_acc": 1.0 - m["errors"] / max(1, m["chars"])}
+                            for f, m in more.items()}}
 
 
 def _save_failure(root, label, domain, idx, image, truth, pred, raw):
@@ -175,6 +183,16 @@ def print_tables(results, engines, domains, overall):
     print("\nfield acc: exact key-field match; median ms: one full read, one thread; overall model bytes: "
           "union of the files used over the domains (sum of per-domain bytes where an engine does not "
           "list its files).")
+    more = [(d, e, f, r["more_fields"][f]) for d in domains for e in engines
+            for r in [results.get(d, {}).get(e)] if r is not None and "na" not in r
+            for f in r.get("more_fields", {})]
+    if more:
+        print("\n| domain | field | engine | exact | char acc |")
+        print("|---|---|---|---:|---:|")
+        for d, e, f, m in more:
+            print(f"| {d} | {f} | {e} | {m['acc']:.3f} | {m['char_acc']:.3f} |")
+        print("\nsecondary fields: exact match and 1 - (edit distance, capped at the truth's length) / truth "
+              "characters; free-text engines: the text after the printed captions (bench/peers.py).")
     xr = [(d, results[d]["xnn"]) for d in domains if "xnn" in results.get(d, {}) and "na" not in results[d]["xnn"]]
     if xr:
         stages = ("detect", "crop", "recognize", "decode")
@@ -235,7 +253,7 @@ def tune_tesseract(args, domains):
                 log(f"  [{d}] skip {cfg}: {e}")
                 continue
             correct, times, cer = 0, [], 0.0
-            for _, image, truth in samples:
+            for _, image, truth, _ in samples:
                 t0 = time.perf_counter()
                 out = eng.read(image)
                 times.append(time.perf_counter() - t0)

@@ -297,6 +297,106 @@ EXTRACT = {"card": extract_card, "meter": extract_meter, "plate": extract_plate,
            "idcard": extract_idcard}
 
 
+# Secondary fields, scored besides the key field (exact match and character accuracy): the ID card's
+# holder name and address (truth: the printed name; the address rows joined).
+MORE_FIELDS = {"idcard": ("name", "address")}
+
+
+def truth_more(domain: str, sample) -> dict:
+    if domain != "idcard":
+        return {}
+    rows = sorted((ln for ln in sample.lines if ln.field == "address"), key=lambda ln: ln.meta.get("row", 0))
+    name = next((ln.text for ln in sample.lines if ln.field == "name"), "")
+    return {"name": name, "address": "".join(ln.text for ln in rows)}
+
+
+def norm_more(text: str) -> str:
+    """Secondary fields: NFKC, spaces and punctuation dropped (Chinese text has no spaces)."""
+    return re.sub(r"[\s·•・.\-_:：,，'\"|]", "", unicodedata.normalize("NFKC", text or "").upper())
+
+
+def reading_rows(segments: list) -> list:
+    """Every segment grouped into text rows (single-segment rows kept), top to bottom, each row's
+    texts left to right: the same rotated-frame overlap rule as group_rows."""
+    if not segments:
+        return []
+    angles = [a for a in (s.angle() for s in segments) if a is not None]
+    a = float(np.median(angles)) if angles else 0.0
+    c, sn = np.cos(a), np.sin(a)
+    rows = []                                             # [y0, y1, [(x, text)]]
+    items = []
+    for s in segments:
+        cx, cy = 0.5 * (s.box[0] + s.box[2]), 0.5 * (s.box[1] + s.box[3])
+        if s.quad is not None:
+            cx, cy = (float(v) for v in s.quad.mean(axis=0))
+        x, y = c * cx + sn * cy, -sn * cx + c * cy
+        items.append((y - s.height / 2, y + s.height / 2, x, s.text))
+    for y0, y1, x, t in sorted(items, key=lambda t: t[0] + t[1]):
+        for r in rows:
+            ov = min(r[1], y1) - max(r[0], y0)
+            if ov > 0 and ov >= 0.5 * min(r[1] - r[0], y1 - y0):
+                r[2].append((x, t))
+                r[0], r[1] = min(r[0], y0), max(r[1], y1)
+                break
+        else:
+            rows.append([y0, y1, [(x, t)]])
+    rows.sort(key=lambda r: r[0] + r[1])
+    return ["".join(unicodedata.normalize("NFKC", t) for _, t in sorted(r[2])) for r in rows]
+
+
+def extract_idcard_more(segments: list) -> dict:
+    """Name: the rest of the row that holds the 姓名 caption; address: the rest of the 住址 row and
+    the rows after it up to the 公民身份号码 row (or an 18-character number). Only Chinese
+    characters, digits and A-Z are kept (generous to free-text engines: captions are their anchors)."""
+    rows = [re.sub(r"\s", "", r) for r in reading_rows(segments)]
+    keep = (lambda t: "".join(ch for ch in t if "\u3400" <= ch <= "\u9fff" or ch.isascii() and ch.isalnum()))
+    out = {"name": "", "address": ""}
+    for r in rows:
+        if "姓名" in r:
+            out["name"] = "".join(ch for ch in r.split("姓名", 1)[1] if "\u3400" <= ch <= "\u9fff")
+            break
+    start = None
+    for k, r in enumerate(rows):
+        if "住址" in r:
+            start, first = k, r.split("住址", 1)[1]
+            break
+    else:       # caption not read (Tesseract often misses the blue captions): a row starting with a province
+        for k, r in enumerate(rows):
+            m = re.search("|".join(PROVINCE_NAMES), keep(r)[:8])
+            if m:
+                start, first = k, keep(r)[m.start():]
+                break
+    if start is not None:
+        parts = [first]
+        for nxt in rows[start + 1:]:
+            if "公民" in nxt or "身份" in nxt or re.search(r"\d{15}", nxt):
+                break
+            parts.append(nxt)
+        out["address"] = keep("".join(parts))
+    if not out["name"]:   # no 姓名 caption read: the top row's Chinese characters, when it has 2-5
+        han = ["".join(ch for ch in r if "\u3400" <= ch <= "\u9fff") for r in rows[:start]]
+        han = [h for h in han if 2 <= len(h) <= 5]
+        out["name"] = han[0] if han else ""
+    return out
+
+
+# province-level names (GB/T 2260), the start of every address
+PROVINCE_NAMES = ("北京", "天津", "河北", "山西", "内蒙古", "辽宁", "吉林", "黑龙江", "上海", "江苏", "浙江", "安徽",
+                  "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "广西", "海南", "重庆", "四川", "贵州",
+                  "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆", "台湾", "香港", "澳门")
+
+
+def predict_more(domain: str, out: Output) -> dict:
+    """The engine's secondary fields (MORE_FIELDS), normalized."""
+    if domain not in MORE_FIELDS:
+        return {}
+    if out.fields is not None:
+        got = {f: out.fields.get(f) or "" for f in MORE_FIELDS[domain]}
+    else:
+        got = extract_idcard_more(out.segments or [])
+    return {f: norm_more(got.get(f, "")) for f in MORE_FIELDS[domain]}
+
+
 def predict(domain: str, out: Output) -> str:
     """The engine's key field, normalized: xnn's field text, or extracted from free text."""
     if out.fields is not None:

@@ -101,6 +101,10 @@ PRESETS = {
     ("plate", "plate"): dict(width=160, units=160, proj=80),
     ("vin", "vin"): dict(width=320, units=160, proj=80),
     ("idcard", "id_number"): dict(width=320),
+    # Chinese name + address rows (<= 13 characters, ~30 px each at 32 rows); 3,772 classes need a
+    # wider CNN top and LSTM than the digit models (int8 size ~0.8 MB, target <= 1 MB)
+    ("idcard", "name,address"): dict(width=384, max_label=16, growth=16, trans=(64, 112, 160),
+                                     units=192, proj=96),
 }
 
 

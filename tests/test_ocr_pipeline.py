@@ -367,3 +367,27 @@ def test_meter_digit_count_is_a_rule_inside_the_search():
     assert f is None or len(f.text) == n + 1
     with pytest.raises(XnnError):
         Reader("meter", meter_digits=0)
+
+
+def test_id_rows_follow_the_card_layout_from_true_boxes():
+    """On held-out ID cards (true line quads, perspective and rotation of the generator), the rows
+    above the number come out top to bottom as name / sex + ethnicity / birth / address rows, with
+    the captions dropped from each row's values."""
+    from models.data import generate
+
+    for i in range(10):
+        smp = generate("idcard", 8, 2000 + i)
+        quads = np.array([ln.quad for ln in smp.lines], np.float32)
+        num = next(k for k, ln in enumerate(smp.lines) if ln.field == "id_number")
+        rows = apps.id_rows(quads, quads[num], skip={num})
+        fields = [[smp.lines[k].field for k in r.values] for r in rows]
+        n_addr = sum(ln.field == "address" for ln in smp.lines)
+        assert fields[:3] == [["name"], ["sex", "label", "ethnicity"], ["birth"]], fields
+        assert fields[3:] == [["address"]] * n_addr, fields
+        assert [r.b for r in rows] == sorted(r.b for r in rows)
+        assert all(smp.lines[r.items[0]].field == "label" for r in rows[:4])   # captions kept in items
+    # without a reference line every row is kept, in page order
+    smp = generate("idcard", 8, 2000)
+    quads = np.array([ln.quad for ln in smp.lines], np.float32)
+    assert sum(len(r.items) for r in apps.id_rows(quads)) == len(quads)
+    assert apps.id_rows(np.zeros((0, 4, 2))) == []

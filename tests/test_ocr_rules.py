@@ -522,3 +522,69 @@ def test_beam_empty_when_frames_cannot_hold_a_valid_text():
     cs = CHARSETS[("vin", "vin")]
     lp, blank = frames_for("1M8GDM9AX", cs)                    # 19 frames: 9 characters seen, 17 needed
     assert xnn.ctc.beam_search(lp, beam_width=8, blank=blank, dfa=R.constraint("vin", cs)) == []
+
+
+# ---- ID card name and address (charset-dependent automata) ----------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _zh_charset():
+    from models.data import charset as gcs
+
+    return "".join(sorted(set(gcs.load()) | set(R.DIGITS)))
+
+
+def test_counted_and_words_then_match_their_definitions():
+    d = R.counted("ab", 1, 3)
+    for n in range(0, 6):
+        for t in map("".join, itertools.product("abc", repeat=n)):
+            assert d.accepts(t) == (1 <= n <= 3 and "c" not in t), t
+    w = R.words_then(["xy", "xz", "q"], "ab", 0, 2)
+    for n in range(0, 5):
+        for t in map("".join, itertools.product("xyzqab", repeat=n)):
+            want = any(t.startswith(p) and len(t) - len(p) <= 2 and set(t[len(p):]) <= set("ab")
+                       for p in ("xy", "xz", "q"))
+            assert w.accepts(t) == want, t
+    with pytest.raises(ValueError):
+        R.words_then(["a", "ab"], "x", 0, 1)        # not prefix-free
+    with pytest.raises(ValueError):
+        R.counted("a", 3, 2)
+
+
+def test_id_name_and_address_automata_agree_with_validators_on_generator_texts():
+    cs = _zh_charset()
+    name, addr = R.id_name(cs), R.id_address_start(cs)
+    rng = np.random.default_rng(5)
+    for _ in range(80):
+        who = gid.make_identity(rng)
+        assert name.accepts(who["name"]) and R.id_name_ok(who["name"]), who["name"]
+        first = who["address"][:13]
+        assert addr.accepts(first) and R.id_address_ok(who["address"]), first
+        code = who["id_number"][:2]
+        assert R.id_address_start(cs, code).accepts(first)
+        other = next(c for c in R.PROVINCE_CODES if R.PROVINCE_CODES[c] != R.PROVINCE_CODES[code])
+        assert not R.id_address_start(cs, other).accepts(first)
+        assert not R.id_address_ok(who["address"], other)
+        assert R.id_address_start(cs, code).accepts("住址" + first)      # a box that took the caption in
+    for bad in ("张", "张3", "Li", "张三" * 7):
+        assert not name.accepts(bad) and not R.id_name_ok(bad)
+    assert not R.id_name_ok("住址")                                       # a caption is not a name
+    assert not addr.accepts("长安区1号") and not R.id_address_ok("长安区1号")
+    with pytest.raises(ValueError):
+        R.id_address_start(cs, "99")
+
+
+def test_id_text_constraint_tables_decode_like_the_automaton():
+    cs = _zh_charset()
+    trans, accept, start = R.id_text_constraint("address", cs, "42")
+    assert trans.shape == (trans.shape[0], len(cs) + 1) and (trans[:, len(cs)] == -1).all()
+    rng = np.random.default_rng(0)
+    d = R.id_address_start(cs, "42")
+    for t in ["湖北省武汉市", "湖南省", "湖北", "住址湖北省", "北京市"] + [d.sample(rng) for _ in range(20)]:
+        s = start
+        for ch in t:
+            s = trans[s, cs.index(ch)] if s >= 0 and ch in cs else -1
+        assert (s >= 0 and bool(accept[s])) == d.accepts(t), t
+    trans[0, 0] = 99                                   # callers get copies
+    assert R.id_text_constraint("address", cs, "42")[0][0, 0] != 99
+    with pytest.raises(ValueError):
+        R.id_text_constraint("birth", cs)

@@ -106,6 +106,7 @@ class FieldRule:
     strip: str = ""          # characters removed by normalization (card number grouping spaces)
 
 
+ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card names and address rows
 APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4),
@@ -114,12 +115,12 @@ APP_FIELDS = {
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
     "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),
-               FieldRule("name", "idcard_zh", None, 2),
-               FieldRule("address", "idcard_zh", None, 4)),
+               FieldRule("name", ID_TEXT_MODEL, None, 2),
+               FieldRule("address", ID_TEXT_MODEL, None, 4)),
 }
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
 # fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
-OPTIONAL_MODELS = {"card_expiry_name", "idcard_zh"}
+OPTIONAL_MODELS = {"card_expiry_name", ID_TEXT_MODEL}
 
 
 def _zoo_has(name: str) -> bool:
@@ -269,6 +270,8 @@ class Reader:
             if rec is None:
                 missing.append(rule.name)
                 continue
+            if rule.grammar is None:        # found by the document's layout: _read_id_text
+                continue
             dfa = self._dfa(rule, rec)
             # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
             # before it is recognized
@@ -301,7 +304,113 @@ class Reader:
             fields[rule.name] = f
             lines.append(LineRead(fields[rule.name].raw, fields[rule.name].confidence, quads[i], float(scores[i]),
                                   rule.model))
+        if self.app == "idcard" and ID_TEXT_MODEL in self.recognizers:
+            self._read_id_text(quads, scores, lps, fields, missing, lines, rejected, used)
         return fields, missing, lines, rejected
+
+    def _read_id_text(self, quads, scores, lps, fields, missing, lines, rejected, used):
+        """Name and address of a Chinese ID card, by the card's layout (GB 11643 cards print
+        name / sex + ethnicity / birth / address rows top to bottom, captions in a left column, the
+        number at the bottom): the lines above the number are grouped into rows in the number's
+        frame; the first address row is the row whose reading best supports a start with the
+        province the number encodes (decoded under that rule, xnn.ocr.rules.id_address_start), the
+        rows below it down to the number continue the address, and the name is the top row about
+        6.5 value heights above the address (decoded as 2-12 Chinese characters). Captions taken
+        into a box ("姓名", "住址") are dropped from the text. Also sets the fields sex and birth
+        from the number (meta source "id_number"): the printed ones must agree with it."""
+        rec = self.recognizers[ID_TEXT_MODEL]
+        num = fields.get("id_number")
+        if num is not None and num.valid:
+            info = rules.id_info(num.text)
+            for name, val in (("sex", info["sex"]), ("birth", info["birth"].isoformat())):
+                fields[name] = Field(name, val, val, num.confidence, True, num.quad, [], {"source": "id_number"})
+        rows = id_rows(quads, None if num is None else num.quad, used)
+        names = ("name", "address")
+        if not rows:
+            missing.extend(n for n in names if n not in missing)
+            return
+        prov = num.text[:2] if num is not None and num.valid else None
+
+        def decode(i, dfa=None):
+            lp = lps.get(ID_TEXT_MODEL, i)
+            if lp is None:
+                return None
+            got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam) if dfa is not None else \
+                rec.decode(lp, beam_width=1)
+            return got[0] if got else None
+
+        # the first address row
+        dfa = rules.id_text_constraint("address", rec.charset, prov)
+        best = None
+        for k, row in enumerate(rows):
+            if not row.values:
+                continue
+            r = decode(row.values[0], dfa)
+            if r is not None and (best is None or _score(r) > _score(best[1])):
+                best = (k, r)
+        out = {}
+        if best is not None:
+            k, r = best
+            parts, confs, quads_used = [rec.text(r.labels)], list(r.char_conf), [row_i for row_i in rows[k].values]
+            for i in rows[k].values[1:]:
+                g = decode(i)
+                if g is not None and len(g.labels):
+                    parts.append(rec.text(g.labels))
+                    confs += list(g.char_conf)
+            prev = rows[k]
+            for row in rows[k + 1:]:
+                # continuation rows: close below the previous one (row pitch ~1.3-1.5 value heights)
+                if row.b - prev.b > 2.2 * max(prev.height, row.height) or len(quads_used) >= 12:
+                    break
+                for i in row.values or row.items:
+                    g = decode(i)
+                    if g is not None and len(g.labels):
+                        parts.append(rec.text(g.labels))
+                        confs += list(g.char_conf)
+                        quads_used.append(i)
+                prev = row
+            raw = "".join(parts)
+            text = raw[2:] if raw.startswith("住址") else raw
+            meta = {"rows": [t[2:] if j == 0 and t.startswith("住址") else t for j, t in enumerate(parts)]}
+            if prov is not None:
+                meta["province_matches_number"] = rules.id_address_ok(text, prov)
+            out["address"] = (Field("address", text, raw, float(min(confs)) if confs else 0.0,
+                                    rules.id_address_ok(text, prov), np.asarray(quads[rows[k].values[0]], np.float32),
+                                    [float(c) for c in confs], meta), rows[k].values[0])
+            # the name row: the top row whose distance above the address is that of the name
+            # (name, sex, birth, address rows sit ~6.5 mm apart, values ~3 mm tall)
+            h = rows[k].height
+            cand = [row for row in rows[:k] if row.values and (rows[k].b - row.b) > 5.0 * h]
+        else:
+            cand = [rows[0]] if rows[0].values else []
+        if cand:
+            row = min(cand, key=lambda r_: r_.b)
+            lp = lps.get(ID_TEXT_MODEL, row.values[0])
+            got = [] if lp is None else rec.decode(lp, dfa=rules.id_text_constraint("name", rec.charset),
+                                                   top_k=2, width=self.beam)
+            got = [g for g in got if rec.text(g.labels) not in rules.ID_LABELS]
+            if got:
+                g = got[0]
+                raw = rec.text(g.labels)
+                text, conf = raw, list(g.char_conf)
+                if raw.startswith("姓名") and len(raw) >= 4:
+                    text, conf = raw[2:], conf[2:]
+                out["name"] = (Field("name", text, raw, float(min(conf)), rules.id_name_ok(text),
+                                     np.asarray(quads[row.values[0]], np.float32), [float(c) for c in conf], {}),
+                               row.values[0])
+        for name in names:
+            if name not in out:
+                missing.append(name)
+                continue
+            f, i = out[name]
+            f.meta["p_text"] = float(np.exp(np.sum(np.log(np.maximum(f.char_conf, 1e-12))))) if f.char_conf else 0.0
+            if f.confidence < self.min_confidence:
+                rejected[name] = f
+                missing.append(name)
+                continue
+            used.add(i)
+            fields[name] = f
+            lines.append(LineRead(f.raw, f.confidence, quads[i], float(scores[i]), ID_TEXT_MODEL))
 
     def _refine(self, rule, rec, dfa, lps, i, quad, found):
         """An uncertain field's line is read again from slightly different boxes (edges moved
@@ -345,6 +454,87 @@ class Reader:
         conf = float(np.min(r.char_conf)) if len(r.char_conf) else 0.0
         return Field(rule.name, text, raw, conf, bool(valid), np.asarray(quad, np.float32),
                      [float(c) for c in r.char_conf], meta)
+
+
+@dataclass
+class _Row:
+    b: float            # centre offset from the reference line across it, in reference heights
+    height: float       # median box height, in reference heights
+    items: list         # line indices, left to right
+    values: list        # items without a leading caption box
+
+
+def id_rows(quads, ref_quad=None, skip=()) -> list:
+    """Detected lines grouped into text rows of a document, top to bottom, in the frame of a
+    reference line (the ID number: its direction is "along", its height the unit; only lines above it
+    count) or, without one, of the lines' median direction and height. A row of two or more boxes
+    whose leftmost box is short (at most ~3.4 heights wide) and set apart from the next (a gap of at
+    least half a height) starts with its caption: `values` drops it."""
+    quads = np.asarray(quads, np.float64).reshape(-1, 4, 2)
+    keep = [i for i in range(len(quads)) if i not in set(skip)]
+    if not keep:
+        return []
+
+    def frame(q):
+        u = (q[1] - q[0]) + (q[2] - q[3])
+        n = float(np.linalg.norm(u))
+        return u / n if n > 1e-9 else np.array([1.0, 0.0])
+
+    if ref_quad is not None:
+        ref = np.asarray(ref_quad, np.float64)
+        u, h, origin = frame(ref), max(quad_size(ref)[1], 1e-6), ref.mean(0)
+    else:
+        us = np.array([frame(quads[i]) for i in keep])
+        ang = float(np.median(np.arctan2(us[:, 1], us[:, 0])))
+        u = np.array([np.cos(ang), np.sin(ang)])
+        h = max(float(np.median([quad_size(quads[i])[1] for i in keep])), 1e-6)
+        origin = quads[keep].reshape(-1, 2).mean(0)
+    v = np.array([-u[1], u[0]])                     # across the line, pointing down the page
+    items = []
+    for i in keep:
+        q = quads[i]
+        d = (q - origin) / h
+        b = float(d.mean(0) @ v)
+        if ref_quad is not None and b > -0.6:     # the reference row and anything below it
+            continue
+        proj = d @ u
+        items.append((b, float(proj.min()), float(proj.max()), quad_size(q)[1] / h, i))
+    # two boxes share a row when each centre lies within half a height of the other's centre line,
+    # measured in the frame of the longer box (perspective tilts rows far from the reference)
+    geo = []
+    for it in items:
+        q = quads[it[4]]
+        w_, h_ = quad_size(q)
+        uu = frame(q)
+        geo.append((q.mean(0), uu, np.array([-uu[1], uu[0]]), max(h_, 1e-6), w_))
+    parent = list(range(len(items)))
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(len(items)):
+        for c in range(a + 1, len(items)):
+            ca, _, va, ha, wa = geo[a]
+            cc, _, vc, hc, wc = geo[c]
+            vv, hh = (va, ha) if wa >= wc else (vc, hc)
+            if abs(float((cc - ca) @ vv)) < 0.5 * hh:
+                parent[root(c)] = root(a)
+    groups = {}
+    for a, it in enumerate(items):
+        groups.setdefault(root(a), []).append(it)
+    rows = sorted(groups.values(), key=lambda r: float(np.mean([it[0] for it in r])))
+    out = []
+    for r in rows:
+        r = sorted(r, key=lambda it: it[1])
+        hh = float(np.median([it[3] for it in r]))
+        vals = [it[4] for it in r]
+        if len(r) >= 2 and (r[0][2] - r[0][1]) <= 3.4 * r[0][3] and r[1][1] - r[0][2] >= 0.5 * hh:
+            vals = vals[1:]
+        out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
+    return out
 
 
 def _aspect(quad) -> float:

@@ -78,6 +78,8 @@ __all__ = [
     "GRAMMARS", "VALIDATORS", "constraint", "grammar_key",
     "DIGITS", "PLATE_LETTERS", "PROVINCES", "VIN_CHARS", "VIN_YEAR_CHARS", "VIN_WEIGHTS", "ID_WEIGHTS",
     "PROVINCE_CODES", "CARD_ISSUERS",
+    "counted", "words_then", "is_hanzi", "id_name", "id_name_ok", "id_address_start", "id_address_ok",
+    "id_text_constraint", "ID_LABELS",
 ]
 
 MAX_STATES = 200_000  # guard for Dfa.explore (the grammars here stay below a few thousand)
@@ -176,16 +178,14 @@ class Dfa:
         breadth-first order from the start (alphabet order). An empty language gives one
         non-accepting state without transitions."""
         S, A = self.trans.shape
-        rows = self.trans.tolist()
+        succ = [np.unique(row[row >= 0]) for row in self.trans]     # per state, its distinct targets
         rev = [[] for _ in range(S)]
-        for s, row in enumerate(rows):
-            for t in row:
-                if t >= 0:
-                    rev[t].append(s)
-        alive = [False] * S
-        todo = deque(s for s in range(S) if self.accept[s])
-        for s in todo:
-            alive[s] = True
+        for s, ts in enumerate(succ):
+            for t in ts.tolist():
+                rev[t].append(s)
+        alive = np.zeros(S, bool)
+        todo = deque(int(s) for s in np.flatnonzero(self.accept))
+        alive[list(todo)] = True
         while todo:
             t = todo.popleft()
             for s in rev[t]:
@@ -194,17 +194,22 @@ class Dfa:
                     todo.append(s)
         if not alive[0]:
             return Dfa(self.alphabet, np.full((1, A), -1), [False])
+        # breadth-first order; a state's successors in the order of their first column
         order, new = [0], {0: 0}
         i = 0
         while i < len(order):
-            for t in rows[order[i]]:
-                if t >= 0 and alive[t] and t not in new:
+            row = self.trans[order[i]]
+            ts, first = np.unique(row[row >= 0], return_index=True)
+            for t in ts[np.argsort(first, kind="stable")].tolist():
+                if alive[t] and t not in new:
                     new[t] = len(order)
                     order.append(t)
             i += 1
-        trans = [[new[t] if t >= 0 and alive[t] else -1 for t in rows[s]] for s in order]
-        return Dfa(self.alphabet, np.array(trans, np.int64).reshape(len(order), A),
-                   [bool(self.accept[s]) for s in order])
+        remap = np.full(S + 1, -1, np.int64)          # index -1 (no transition) maps to -1
+        for old, nw in new.items():
+            remap[old] = nw
+        trans = remap[self.trans[order]]
+        return Dfa(self.alphabet, trans.reshape(len(order), A), self.accept[order].tolist())
 
     def minimize(self) -> "Dfa":
         """Trimmed minimal automaton (Moore refinement; a missing transition is its own class)."""
@@ -216,8 +221,7 @@ class Dfa:
         n = len(np.unique(cls))
         while True:
             tgt = np.where(trans >= 0, cls[np.maximum(trans, 0)], -1)
-            _, new = np.unique(np.concatenate([cls[:, None], tgt], axis=1), axis=0, return_inverse=True)
-            new = np.asarray(new).reshape(-1)
+            new = _row_classes(np.concatenate([cls[:, None], tgt], axis=1))
             m = int(new.max()) + 1
             cls = new
             if m == n:
@@ -235,7 +239,8 @@ class Dfa:
 
     def restrict(self, chars) -> "Dfa":
         """The same automaton over the characters of `chars` only (others dropped), minimized."""
-        keep = [c for c in self.alphabet if c in set(chars)]
+        chars = set(chars)
+        keep = [c for c in self.alphabet if c in chars]
         cols = [self._index[c] for c in keep]
         return Dfa("".join(keep), self.trans[:, cols] if cols else np.zeros((self.n_states, 0), np.int64),
                    self.accept).minimize()
@@ -321,6 +326,21 @@ class Dfa:
 
     def __add__(self, other):
         return concat(self, other)
+
+
+def _row_classes(rows: np.ndarray) -> np.ndarray:
+    """Class index per row (equal rows, equal class), numbered in the order of the rows' sorted
+    contents (as np.unique(axis=0, return_inverse=True), but hashing rows instead of sorting columns)."""
+    rows = np.ascontiguousarray(rows, np.int64)
+    keys = {}
+    first = np.empty(len(rows), np.int64)
+    for i in range(len(rows)):
+        first[i] = keys.setdefault(rows[i].tobytes(), i)
+    reps = np.unique(first)
+    order = sorted(range(len(reps)), key=lambda k: tuple(rows[reps[k]].tolist()))
+    rank = np.empty(len(reps), np.int64)
+    rank[order] = np.arange(len(reps))
+    return rank[np.searchsorted(reps, first)]
 
 
 def _widen(d: Dfa, alphabet: str) -> Dfa:
@@ -786,6 +806,98 @@ def id_number() -> Dfa:
 
 
 # ---- registry -----------------------------------------------------------------------------------
+
+# ---- ID card name and address ----------------------------------------------------------------------
+# Their alphabet is the recognizer's Chinese charset (thousands of characters), so these automata are
+# built per charset (id_name(charset), id_address_start(charset, province)) instead of through the
+# registry below; both are small (<= 100 states) and built directly, without subset construction.
+
+ID_LABELS = ("姓名", "性别", "民族", "出生", "住址", "公民身份号码")   # the printed captions
+ADDRESS_MARKS = DIGITS + UPPER + "-"                               # besides Chinese characters
+
+
+def is_hanzi(ch: str) -> bool:
+    """CJK unified ideographs (basic block and extension A) and compatibility ideographs."""
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+
+
+def counted(chars, lo: int, hi: int) -> Dfa:
+    """Texts of lo..hi characters, each one of `chars`."""
+    if not 0 <= lo <= hi:
+        raise ValueError(f"bad length range {lo}..{hi}")
+    alphabet = _alphabet(chars)
+    trans = np.full((hi + 1, len(alphabet)), -1, np.int64)
+    for k in range(hi):
+        trans[k, :] = k + 1
+    return Dfa(alphabet, trans, [lo <= k <= hi for k in range(hi + 1)]).minimize()
+
+
+def words_then(words, body, lo: int, hi: int) -> Dfa:
+    """One of `words` (non-empty; none a proper prefix of another) followed by lo..hi characters of
+    `body`: a trie whose leaves enter a length counter."""
+    words = sorted(set(words))
+    if not words or "" in words or any(a != b and b.startswith(a) for a in words for b in words):
+        raise ValueError("words must be non-empty and prefix-free")
+    prefixes = sorted({w[:i] for w in words for i in range(len(w))})
+    pid = {p: i for i, p in enumerate(prefixes)}
+    alphabet = _alphabet("".join(words) + "".join(body))
+    idx = {c: i for i, c in enumerate(alphabet)}
+    n_p = len(prefixes)
+    trans = np.full((n_p + hi + 1, len(alphabet)), -1, np.int64)
+    for w in words:
+        for i in range(len(w)):
+            trans[pid[w[:i]], idx[w[i]]] = pid.get(w[:i + 1], n_p)
+    cols = [idx[c] for c in _alphabet(body)]
+    for k in range(hi):
+        trans[n_p + k, cols] = n_p + k + 1
+    accept = [False] * n_p + [lo <= k <= hi for k in range(hi + 1)]
+    return Dfa(alphabet, trans, accept).minimize()
+
+
+def id_name(charset: str) -> Dfa:
+    """A holder's name: 2-12 Chinese characters of the charset (real names run from 2 characters to
+    long transliterated minority names)."""
+    return counted([c for c in charset if is_hanzi(c)], 2, 12)
+
+
+def id_name_ok(text: str) -> bool:
+    return 2 <= len(text) <= 12 and all(is_hanzi(c) for c in text) and text not in ID_LABELS
+
+
+def id_address_start(charset: str, province_code: str | None = None) -> Dfa:
+    """The first printed address row: optionally the 住址 caption (a detector box that took it in),
+    then the province-level name (the one the ID number's first two digits encode, or any), then up
+    to 24 more characters (Chinese, digits, A-Z, '-')."""
+    if province_code is not None and province_code not in PROVINCE_CODES:
+        raise ValueError(f"unknown province code {province_code!r}")
+    names = [PROVINCE_CODES[province_code]] if province_code else sorted(set(PROVINCE_CODES.values()))
+    body = [c for c in charset if is_hanzi(c) or c in ADDRESS_MARKS]
+    return words_then([cap + n for cap in ("", "住址") for n in names], body, 0, 24)
+
+
+def id_address_ok(text: str, province_code: str | None = None) -> bool:
+    """An address that starts with the province-level name (the given code's, or any)."""
+    names = [PROVINCE_CODES[province_code]] if province_code else PROVINCE_CODES.values()
+    return any(text.startswith(n) for n in names) and \
+        all(is_hanzi(c) or c in ADDRESS_MARKS for c in text)
+
+
+@functools.lru_cache(maxsize=64)
+def _id_text_tables(kind: str, charset: str, province_code):
+    d = id_name(charset) if kind == "name" else id_address_start(charset, province_code)
+    trans, accept, start = d.compile(charset)
+    trans.setflags(write=False)
+    accept.setflags(write=False)
+    return trans, accept, start
+
+
+def id_text_constraint(kind: str, charset: str, province_code: str | None = None):
+    """Decoder tables (as `constraint`) for kind "name" or "address" (first row) over a charset."""
+    if kind not in ("name", "address"):
+        raise ValueError(f"kind must be 'name' or 'address', got {kind!r}")
+    trans, accept, start = _id_text_tables(kind, str(charset), province_code)
+    return trans.copy(), accept.copy(), start
+
 
 GRAMMARS = {
     ("card", "number"): card_number,
