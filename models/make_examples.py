@@ -26,7 +26,12 @@ OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 
 def _truth(sample) -> dict:
-    return {ln.field: ln.text for ln in sample.lines if ln.field != "label"}
+    """Every field's text; a field printed on several rows (an ID card address) is its rows joined."""
+    out = {}
+    for ln in sample.lines:
+        if ln.field != "label":
+            out[ln.field] = out.get(ln.field, "") + ln.text
+    return out
 
 
 def main(argv=None):

@@ -391,3 +391,4 @@ def test_id_rows_follow_the_card_layout_from_true_boxes():
     quads = np.array([ln.quad for ln in smp.lines], np.float32)
     assert sum(len(r.items) for r in apps.id_rows(quads)) == len(quads)
     assert apps.id_rows(np.zeros((0, 4, 2))) == []
+

@@ -433,6 +433,10 @@ def _ocr_text(path, res, quality, reader=None) -> str:
         flag = "" if f.valid else "  (fails the rules)"
         extra = "".join(f"  {k}={v}" for k, v in f.meta.items() if k in ("issuer", "birth", "sex", "region",
                                                                         "rolled", "votes"))
+        if f.meta.get("source"):
+            extra += f"  (from the {f.meta['source'].replace('id_number', 'ID number')})"
+        elif f.meta.get("province_matches_number") is False:
+            extra += "  (province differs from the ID number's)"
         out.append(f"  {name:10s} {f.text}   conf {f.confidence:.3f}{flag}{extra}")
     for name in res.missing:
         if name in res.rejected:

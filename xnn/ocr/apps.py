@@ -304,8 +304,10 @@ class Reader:
             fields[rule.name] = f
             lines.append(LineRead(fields[rule.name].raw, fields[rule.name].confidence, quads[i], float(scores[i]),
                                   rule.model))
-        if self.app == "idcard" and ID_TEXT_MODEL in self.recognizers:
-            self._read_id_text(quads, scores, lps, fields, missing, lines, rejected, used)
+        if self.app == "idcard":
+            fields.update(id_derived_fields(fields.get("id_number")))
+            if ID_TEXT_MODEL in self.recognizers:
+                self._read_id_text(quads, scores, lps, fields, missing, lines, rejected, used)
         return fields, missing, lines, rejected
 
     def _read_id_text(self, quads, scores, lps, fields, missing, lines, rejected, used):
@@ -314,16 +316,11 @@ class Reader:
         number at the bottom): the lines above the number are grouped into rows in the number's
         frame; the first address row is the row whose reading best supports a start with the
         province the number encodes (decoded under that rule, xnn.ocr.rules.id_address_start), the
-        rows below it down to the number continue the address, and the name is the top row about
-        6.5 value heights above the address (decoded as 2-12 Chinese characters). Captions taken
-        into a box ("姓名", "住址") are dropped from the text. Also sets the fields sex and birth
-        from the number (meta source "id_number"): the printed ones must agree with it."""
+        rows below it down to the number continue the address, and the name is the row about 6 box
+        heights above the address (decoded as 2-12 Chinese characters). Captions taken
+        into a box ("姓名", "住址") are dropped from the text."""
         rec = self.recognizers[ID_TEXT_MODEL]
         num = fields.get("id_number")
-        if num is not None and num.valid:
-            info = rules.id_info(num.text)
-            for name, val in (("sex", info["sex"]), ("birth", info["birth"].isoformat())):
-                fields[name] = Field(name, val, val, num.confidence, True, num.quad, [], {"source": "id_number"})
         rows = id_rows(quads, None if num is None else num.quad, used)
         names = ("name", "address")
         if not rows:
@@ -343,7 +340,8 @@ class Reader:
         dfa = rules.id_text_constraint("address", rec.charset, prov)
         best = None
         for k, row in enumerate(rows):
-            if not row.values:
+            # the first row is a full printed row (11-13 characters) or a whole short address
+            if not row.values or _aspect(quads[row.values[0]]) < 4.0:
                 continue
             r = decode(row.values[0], dfa)
             if r is not None and (best is None or _score(r) > _score(best[1])):
@@ -351,7 +349,7 @@ class Reader:
         out = {}
         if best is not None:
             k, r = best
-            parts, confs, quads_used = [rec.text(r.labels)], list(r.char_conf), [row_i for row_i in rows[k].values]
+            parts, confs, taken = [rec.text(r.labels)], list(r.char_conf), list(rows[k].values)
             for i in rows[k].values[1:]:
                 g = decode(i)
                 if g is not None and len(g.labels):
@@ -360,14 +358,14 @@ class Reader:
             prev = rows[k]
             for row in rows[k + 1:]:
                 # continuation rows: close below the previous one (row pitch ~1.3-1.5 value heights)
-                if row.b - prev.b > 2.2 * max(prev.height, row.height) or len(quads_used) >= 12:
+                if row.b - prev.b > 2.2 * max(prev.height, row.height) or len(taken) >= 12:
                     break
-                for i in row.values or row.items:
+                for i in row.items:             # continuation rows have no caption
                     g = decode(i)
                     if g is not None and len(g.labels):
                         parts.append(rec.text(g.labels))
                         confs += list(g.char_conf)
-                        quads_used.append(i)
+                        taken.append(i)
                 prev = row
             raw = "".join(parts)
             text = raw[2:] if raw.startswith("住址") else raw
@@ -377,14 +375,16 @@ class Reader:
             out["address"] = (Field("address", text, raw, float(min(confs)) if confs else 0.0,
                                     rules.id_address_ok(text, prov), np.asarray(quads[rows[k].values[0]], np.float32),
                                     [float(c) for c in confs], meta), rows[k].values[0])
-            # the name row: the top row whose distance above the address is that of the name
-            # (name, sex, birth, address rows sit ~6.5 mm apart, values ~3 mm tall)
+            # the name row: the row at the name's distance above the address (rows sit ~6.5 mm
+            # apart, value boxes ~3 mm tall: name ~6 box heights above, sex ~4, birth ~2)
             h = rows[k].height
-            cand = [row for row in rows[:k] if row.values and (rows[k].b - row.b) > 5.0 * h]
+            cand = [row for row in rows[:k] if row.values and (rows[k].b - row.b) > 4.3 * h]
+            pick = (lambda c: min(c, key=lambda r_: abs((rows[k].b - r_.b) / h - 6.0)))
         else:
             cand = [rows[0]] if rows[0].values else []
+            pick = (lambda c: c[0])
         if cand:
-            row = min(cand, key=lambda r_: r_.b)
+            row = pick(cand)
             lp = lps.get(ID_TEXT_MODEL, row.values[0])
             got = [] if lp is None else rec.decode(lp, dfa=rules.id_text_constraint("name", rec.charset),
                                                    top_k=2, width=self.beam)
@@ -456,6 +456,16 @@ class Reader:
                      [float(c) for c in r.char_conf], meta)
 
 
+def id_derived_fields(num) -> dict:
+    """The fields sex and birth (ISO date) of an ID card, from its valid number Field (GB 11643: the
+    printed ones must agree with what the number encodes); meta source "id_number". {} otherwise."""
+    if num is None or not num.valid or not rules.id_ok(num.text):
+        return {}
+    info = rules.id_info(num.text)
+    return {name: Field(name, val, val, num.confidence, True, num.quad, [], {"source": "id_number"})
+            for name, val in (("sex", info["sex"]), ("birth", info["birth"].isoformat()))}
+
+
 @dataclass
 class _Row:
     b: float            # centre offset from the reference line across it, in reference heights
@@ -468,8 +478,8 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
     """Detected lines grouped into text rows of a document, top to bottom, in the frame of a
     reference line (the ID number: its direction is "along", its height the unit; only lines above it
     count) or, without one, of the lines' median direction and height. A row of two or more boxes
-    whose leftmost box is short (at most ~3.4 heights wide) and set apart from the next (a gap of at
-    least half a height) starts with its caption: `values` drops it."""
+    whose leftmost box is short (at most ~3.4 heights wide: a two-character caption) starts with its
+    caption: `values` drops it."""
     quads = np.asarray(quads, np.float64).reshape(-1, 4, 2)
     keep = [i for i in range(len(quads)) if i not in set(skip)]
     if not keep:
@@ -531,7 +541,7 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
         r = sorted(r, key=lambda it: it[1])
         hh = float(np.median([it[3] for it in r]))
         vals = [it[4] for it in r]
-        if len(r) >= 2 and (r[0][2] - r[0][1]) <= 3.4 * r[0][3] and r[1][1] - r[0][2] >= 0.5 * hh:
+        if len(r) >= 2 and (r[0][2] - r[0][1]) <= 3.4 * r[0][3]:
             vals = vals[1:]
         out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
     return out

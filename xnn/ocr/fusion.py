@@ -148,6 +148,10 @@ def read_frames(reader, frames, max_frames: int = 30, min_votes: int = 2, min_sh
     if not per:
         raise ValueError("no frames to read")
     out = fusion.result()
+    if reader.app == "idcard":            # sex and birth follow from the fused number
+        from .apps import id_derived_fields
+
+        out.fields.update(id_derived_fields(out.fields.get("id_number")))
     out.timings = {k: float(np.sum([r.timings.get(k, 0.0) for r in per])) for k in per[0].timings}
     out.image_size = per[-1].image_size
     return out, len(per), per

@@ -882,10 +882,39 @@ def id_address_ok(text: str, province_code: str | None = None) -> bool:
         all(is_hanzi(c) or c in ADDRESS_MARKS for c in text)
 
 
+def _words_then_table(words, body, lo: int, hi: int, charset: str):
+    """words_then(words, body, lo, hi).compile(charset) built directly on the label columns (no
+    minimization: ~1 ms instead of ~0.1 s for a 3,800-class charset, and the same language; words
+    with a character the charset lacks are dropped)."""
+    idx = {c: i for i, c in enumerate(charset)}
+    words = sorted({w for w in words if w and all(c in idx for c in w)})
+    if not words:
+        raise ValueError(f"no text of the grammar can be written with the charset {charset[:40]!r}")
+    prefixes = sorted({w[:i] for w in words for i in range(len(w))})
+    pid = {p: i for i, p in enumerate(prefixes)}
+    n_p = len(prefixes)
+    trans = np.full((n_p + hi + 1, len(charset) + 1), -1, np.int64)
+    for w in words:
+        for i in range(len(w)):
+            trans[pid[w[:i]], idx[w[i]]] = pid.get(w[:i + 1], n_p)
+    cols = sorted({idx[c] for c in body if c in idx})
+    for k in range(hi):
+        trans[n_p + k, cols] = n_p + k + 1
+    accept = np.array([False] * n_p + [lo <= k <= hi for k in range(hi + 1)])
+    return trans, accept, 0
+
+
 @functools.lru_cache(maxsize=64)
 def _id_text_tables(kind: str, charset: str, province_code):
-    d = id_name(charset) if kind == "name" else id_address_start(charset, province_code)
-    trans, accept, start = d.compile(charset)
+    if kind == "name":
+        trans, accept, start = id_name(charset).compile(charset)
+    else:
+        if province_code is not None and province_code not in PROVINCE_CODES:
+            raise ValueError(f"unknown province code {province_code!r}")
+        names = [PROVINCE_CODES[province_code]] if province_code else sorted(set(PROVINCE_CODES.values()))
+        body = [c for c in charset if is_hanzi(c) or c in ADDRESS_MARKS]
+        trans, accept, start = _words_then_table([cap + n for cap in ("", "住址") for n in names], body, 0, 24,
+                                                 charset)
     trans.setflags(write=False)
     accept.setflags(write=False)
     return trans, accept, start
