@@ -299,10 +299,12 @@ EXTRACT = {"card": extract_card, "meter": extract_meter, "plate": extract_plate,
 
 # Secondary fields, scored besides the key field (exact match and character accuracy): the ID card's
 # holder name and address (truth: the printed name; the address rows joined).
-MORE_FIELDS = {"idcard": ("name", "address")}
+MORE_FIELDS = {"card": ("expiry", "name"), "idcard": ("name", "address")}
 
 
 def truth_more(domain: str, sample) -> dict:
+    if domain == "card":
+        return {f: next((ln.text for ln in sample.lines if ln.field == f), "") for f in ("expiry", "name")}
     if domain != "idcard":
         return {}
     rows = sorted((ln for ln in sample.lines if ln.field == "address"), key=lambda ln: ln.meta.get("row", 0))
@@ -386,12 +388,41 @@ PROVINCE_NAMES = ("北京", "天津", "河北", "山西", "内蒙古", "辽宁",
                   "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆", "台湾", "香港", "澳门")
 
 
+CARD_WORDS = {"VISA", "MASTERCARD", "UNIONPAY", "AMEX", "AMERICAN", "EXPRESS", "VALID", "THRU", "GOOD", "FROM",
+              "EXPIRES", "END", "MONTH", "YEAR", "DEBIT", "CREDIT", "PLATINUM", "GOLD", "CLASSIC", "WORLD",
+              "SIGNATURE", "BUSINESS", "INFINITE", "BANK", "CARD"}
+
+
+def extract_card_more(segments: list) -> dict:
+    """Expiry: the first MM/YY in the text rows; name: the lowest segment of A-Z (and '.') words,
+    two or more or one of 5+ letters (engines drop spaces), that are not card vocabulary (brands,
+    tiers, VALID THRU)."""
+    out = {"expiry": "", "name": ""}
+    for r in reading_rows(segments) + [s.text for s in segments]:
+        m = re.search(r"(?<!\d)(0[1-9]|1[0-2])\s*/\s*(\d{2})(?!\d)", unicodedata.normalize("NFKC", r))
+        if m:
+            out["expiry"] = f"{m.group(1)}/{m.group(2)}"
+            break
+    best = None
+    for sg in segments:
+        t = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", sg.text).upper()).strip()
+        words = t.split(" ")
+        if (len(words) >= 2 or len(t) >= 5) and re.fullmatch(r"[A-Z. ]+", t) and not set(words) & CARD_WORDS:
+            y = float(sg.quad.mean(axis=0)[1]) if sg.quad is not None else 0.5 * (sg.box[1] + sg.box[3])
+            if best is None or y > best[0]:
+                best = (y, t)
+    out["name"] = best[1] if best else ""
+    return out
+
+
 def predict_more(domain: str, out: Output) -> dict:
     """The engine's secondary fields (MORE_FIELDS), normalized."""
     if domain not in MORE_FIELDS:
         return {}
     if out.fields is not None:
         got = {f: out.fields.get(f) or "" for f in MORE_FIELDS[domain]}
+    elif domain == "card":
+        got = extract_card_more(out.segments or [])
     else:
         got = extract_idcard_more(out.segments or [])
     return {f: norm_more(got.get(f, "")) for f in MORE_FIELDS[domain]}

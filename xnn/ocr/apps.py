@@ -279,22 +279,30 @@ class Reader:
             greedy = {i: lps.greedy_len(rule.model, i) for i in fits}
             greedy = {i: n for i, n in greedy.items() if n is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
-            best = None
+            results = []
             # a wider search only when the first finds nothing, and only on the two longest readings
             for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
                 for i in lines_:
                     found = rec.decode(lps.get(rule.model, i), dfa=dfa, top_k=2, width=width)
-                    if found and (best is None or _score(found[0]) > _score(best[1][0])):
-                        best = (i, found)
-                if best is not None:
+                    if found:
+                        results.append((i, found))
+                if results:
                     break
-            if best is None:
+            if not results:
                 missing.append(rule.name)
                 continue
-            i, found = best
+            results.sort(key=lambda t: -_score(t[1][0]))
+            i, found = results[0]
             quad = quads[i]
             if self.refine and np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW:
-                quad, found = self._refine(rule, rec, dfa, lps, i, quads[i], found)
+                # the two best lines are read again from moved boxes (the right line may be the
+                # runner-up when the detector cut its box short)
+                best = None
+                for j, fj in results[:2]:
+                    qj, gj = self._refine(rule, rec, dfa, lps, j, quads[j], fj)
+                    if best is None or _score(gj[0]) > _score(best[2][0]):
+                        best = (j, qj, gj)
+                i, quad, found = best
             f = self._field(rule, rec, found, quad)
             if f.confidence < self.min_confidence:
                 rejected[rule.name] = f
