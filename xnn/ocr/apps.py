@@ -344,8 +344,13 @@ class Reader:
                 rec.decode(lp, beam_width=1)
             return got[0] if got else None
 
+        try:
+            dfa = rules.id_text_constraint("address", rec.charset, prov)
+            dfa_name = rules.id_text_constraint("name", rec.charset)
+        except ValueError:             # a recognizer without Chinese characters cannot read these
+            missing.extend(n for n in names if n not in missing)
+            return
         # the first address row
-        dfa = rules.id_text_constraint("address", rec.charset, prov)
         best = None
         for k, row in enumerate(rows):
             # the first row is a full printed row (11-13 characters) or a whole short address
@@ -394,8 +399,7 @@ class Reader:
         if cand:
             row = pick(cand)
             lp = lps.get(ID_TEXT_MODEL, row.values[0])
-            got = [] if lp is None else rec.decode(lp, dfa=rules.id_text_constraint("name", rec.charset),
-                                                   top_k=2, width=self.beam)
+            got = [] if lp is None else rec.decode(lp, dfa=dfa_name, top_k=2, width=self.beam)
             got = [g for g in got if rec.text(g.labels) not in rules.ID_LABELS]
             if got:
                 g = got[0]
