@@ -137,12 +137,9 @@ class Output:
         return " | ".join(f"{k}={v}" for k, v in (self.fields or {}).items())
 
 
-def group_rows(segments: list) -> list:
-    """Merge segments that share a text row into one segment each, left to right, joined by spaces;
-    rows of a single segment are left out. Rows are found in a frame rotated by the median text
-    angle (photos are tilted): same row = vertical overlap >= half the smaller segment height."""
-    if len(segments) < 2:
-        return []
+def _row_members(segments: list) -> list:
+    """Segments grouped into text rows: [(y0, y1, [(x, segment)])], in a frame rotated by the median
+    text angle (photos are tilted); same row = vertical overlap >= half the smaller segment height."""
     angles = [a for a in (s.angle() for s in segments) if a is not None]
     a = float(np.median(angles)) if angles else 0.0
     c, sn = np.cos(a), np.sin(a)
@@ -163,8 +160,16 @@ def group_rows(segments: list) -> list:
                 break
         else:
             rows.append([y0, y1, [(x, s)]])
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def group_rows(segments: list) -> list:
+    """Merge segments that share a text row (_row_members) into one segment each, left to right,
+    joined by spaces; rows of a single segment are left out."""
+    if len(segments) < 2:
+        return []
     out = []
-    for _, _, members in rows:
+    for _, _, members in _row_members(segments):
         if len(members) < 2:
             continue
         segs = [s for _, s in sorted(members, key=lambda t: t[0])]
@@ -318,32 +323,13 @@ def norm_more(text: str) -> str:
 
 
 def reading_rows(segments: list) -> list:
-    """Every segment grouped into text rows (single-segment rows kept), top to bottom, each row's
-    texts left to right: the same rotated-frame overlap rule as group_rows."""
+    """Every segment's text grouped into text rows (single-segment rows kept, _row_members), top to
+    bottom, each row's texts joined left to right."""
     if not segments:
         return []
-    angles = [a for a in (s.angle() for s in segments) if a is not None]
-    a = float(np.median(angles)) if angles else 0.0
-    c, sn = np.cos(a), np.sin(a)
-    rows = []                                             # [y0, y1, [(x, text)]]
-    items = []
-    for s in segments:
-        cx, cy = 0.5 * (s.box[0] + s.box[2]), 0.5 * (s.box[1] + s.box[3])
-        if s.quad is not None:
-            cx, cy = (float(v) for v in s.quad.mean(axis=0))
-        x, y = c * cx + sn * cy, -sn * cx + c * cy
-        items.append((y - s.height / 2, y + s.height / 2, x, s.text))
-    for y0, y1, x, t in sorted(items, key=lambda t: t[0] + t[1]):
-        for r in rows:
-            ov = min(r[1], y1) - max(r[0], y0)
-            if ov > 0 and ov >= 0.5 * min(r[1] - r[0], y1 - y0):
-                r[2].append((x, t))
-                r[0], r[1] = min(r[0], y0), max(r[1], y1)
-                break
-        else:
-            rows.append([y0, y1, [(x, t)]])
-    rows.sort(key=lambda r: r[0] + r[1])
-    return ["".join(unicodedata.normalize("NFKC", t) for _, t in sorted(r[2])) for r in rows]
+    rows = sorted(_row_members(segments), key=lambda r: r[0] + r[1])
+    return ["".join(unicodedata.normalize("NFKC", s.text) for _, s in sorted(m, key=lambda t: t[0]))
+            for _, _, m in rows]
 
 
 def extract_idcard_more(segments: list) -> dict:

@@ -18,7 +18,7 @@ runs/cache), runs <name>_float.tflite and <name>_int8.tflite with xnn.Interprete
 xnn.ctc.greedy_decode (blank = last class) and reports sequence accuracy (exact string) and character
 accuracy (1 - edit distance / length) per model, and int8 minus float. --litert K also runs the
 first K lines in LiteRT's reference kernels and checks xnn's outputs: int8 identical, float within
-1e-5.
+1e-4 (summation order; the 3,782-class recognizer's softmax differs by ~1e-5).
 
     python -m models.evaluate runs/card_rec/export --model a.xnn --model b.tflite
 
@@ -148,7 +148,7 @@ def evaluate(folder: str, n: int = 1000, litert: int = 0, cache: str = "runs/cac
                 e = _litert(path, m.quantize_input(xi))
                 d = float(np.abs(y.astype(np.float64) - e).max())
                 worst = max(worst, d)
-                if (exact and d != 0) or d > 1e-5:
+                if (exact and d != 0) or d > 1e-4:
                     raise SystemExit(f"{kind}: xnn differs from LiteRT by {d:g}")
             acc["max_abs_vs_litert"] = worst
         res[kind] = acc
