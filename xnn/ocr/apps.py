@@ -324,8 +324,8 @@ class Reader:
         number at the bottom): the lines above the number are grouped into rows in the number's
         frame; the first address row is the row whose reading best supports a start with the
         province the number encodes (decoded under that rule, xnn.ocr.rules.id_address_start), the
-        rows below it down to the number continue the address, and the name is the row about 6 box
-        heights above the address (decoded as 2-12 Chinese characters). Captions taken
+        rows below it down to the number continue the address, and the name is read from the row 4.3-12
+        box heights above the address whose reading as a name (2-12 Chinese characters) scores best. Captions taken
         into a box ("姓名", "住址") are dropped from the text."""
         rec = self.recognizers[ID_TEXT_MODEL]
         num = fields.get("id_number")
@@ -388,28 +388,32 @@ class Reader:
             out["address"] = (Field("address", text, raw, float(min(confs)) if confs else 0.0,
                                     rules.id_address_ok(text, prov), np.asarray(quads[rows[k].values[0]], np.float32),
                                     [float(c) for c in confs], meta), rows[k].values[0])
-            # the name row: the row at the name's distance above the address (rows sit ~6.5 mm
-            # apart, value boxes ~3 mm tall: name ~6 box heights above, sex ~4, birth ~2)
-            h = rows[k].height
-            cand = [row for row in rows[:k] if row.values and (rows[k].b - row.b) > 4.3 * h]
-            pick = (lambda c: min(c, key=lambda r_: abs((rows[k].b - r_.b) / h - 6.0)))
+            # name row candidates: rows at the name's distance above the address (rows sit ~6.5 mm
+            # apart, value boxes ~3 mm tall: name 5-8 box heights above, sex 3.5-5, birth ~2)
+            h = float(np.median([row.height for row in rows[:k + 1]]))
+            # a one-character first value (the sex row's 男/女) is not a name
+            cand = [row for row in rows[:k] if row.values and 4.3 * h < (rows[k].b - row.b) < 12 * h
+                    and _aspect(quads[row.values[0]]) >= 1.5]
         else:
             cand = [rows[0]] if rows[0].values else []
-            pick = (lambda c: c[0])
-        if cand:
-            row = pick(cand)
+        best_name = None
+        for row in cand:
+            # the candidate row whose first value box reads best as a name (a spurious box or the
+            # sex row's one-character value scores far lower)
             lp = lps.get(ID_TEXT_MODEL, row.values[0])
             got = [] if lp is None else rec.decode(lp, dfa=dfa_name, top_k=2, width=self.beam)
             got = [g for g in got if rec.text(g.labels) not in rules.ID_LABELS]
-            if got:
-                g = got[0]
-                raw = rec.text(g.labels)
-                text, conf = raw, list(g.char_conf)
-                if raw.startswith("姓名") and len(raw) >= 4:
-                    text, conf = raw[2:], conf[2:]
-                out["name"] = (Field("name", text, raw, float(min(conf)), rules.id_name_ok(text),
-                                     np.asarray(quads[row.values[0]], np.float32), [float(c) for c in conf], {}),
-                               row.values[0])
+            if got and (best_name is None or _score(got[0]) > _score(best_name[1])):
+                best_name = (row, got[0])
+        if best_name is not None:
+            row, g = best_name
+            raw = rec.text(g.labels)
+            text, conf = raw, list(g.char_conf)
+            if raw.startswith("姓名") and len(raw) >= 4:
+                text, conf = raw[2:], conf[2:]
+            out["name"] = (Field("name", text, raw, float(min(conf)), rules.id_name_ok(text),
+                                 np.asarray(quads[row.values[0]], np.float32), [float(c) for c in conf], {}),
+                           row.values[0])
         for name in names:
             if name not in out:
                 missing.append(name)
@@ -489,9 +493,11 @@ class _Row:
 def id_rows(quads, ref_quad=None, skip=()) -> list:
     """Detected lines grouped into text rows of a document, top to bottom, in the frame of a
     reference line (the ID number: its direction is "along", its height the unit; only lines above it
-    count) or, without one, of the lines' median direction and height. A row of two or more boxes
-    whose leftmost box is short (at most ~3.4 heights wide: a two-character caption) starts with its
-    caption: `values` drops it."""
+    count) or, without one, of the lines' median direction and height; boxes more than ~30 degrees off
+    that direction are left out, and two boxes join a row only when their directions agree within ~20
+    degrees and their centres lie within half the smaller height across the longer box's line. A row
+    of two or more boxes whose leftmost box is short (at most ~3.4 heights wide: a two-character
+    caption) starts with its caption: `values` drops it."""
     quads = np.asarray(quads, np.float64).reshape(-1, 4, 2)
     keep = [i for i in range(len(quads)) if i not in set(skip)]
     if not keep:
@@ -519,6 +525,8 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
         b = float(d.mean(0) @ v)
         if ref_quad is not None and b > -0.6:     # the reference row and anything below it
             continue
+        if abs(float(frame(q) @ u)) < 0.87:      # not along the page's text direction (> ~30 degrees)
+            continue
         proj = d @ u
         items.append((b, float(proj.min()), float(proj.max()), quad_size(q)[1] / h, i))
     # two boxes share a row when each centre lies within half a height of the other's centre line,
@@ -539,10 +547,12 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
 
     for a in range(len(items)):
         for c in range(a + 1, len(items)):
-            ca, _, va, ha, wa = geo[a]
-            cc, _, vc, hc, wc = geo[c]
-            vv, hh = (va, ha) if wa >= wc else (vc, hc)
-            if abs(float((cc - ca) @ vv)) < 0.5 * hh:
+            ca, ua, va, ha, wa = geo[a]
+            cc, uc, vc, hc, wc = geo[c]
+            if abs(float(ua @ uc)) < 0.94:          # directions differ by > ~20 degrees
+                continue
+            vv = va if wa >= wc else vc
+            if abs(float((cc - ca) @ vv)) < 0.5 * min(ha, hc):
                 parent[root(c)] = root(a)
     groups = {}
     for a, it in enumerate(items):

@@ -8,8 +8,12 @@ evaluated, and its held-out accuracy, is in models/README.md; xnn.ocr.Reader loa
 - plate_plate: mainland China licence plates (province characters, letters, digits, 警/学).
 - vin_vin: VINs (17 characters, no I/O/Q).
 - idcard_id_number: Chinese resident ID numbers (digits + X).
-Not shipped yet: card_expiry_name (card expiry and holder name) and idcard_zh (names, addresses); a
-Reader lists the fields they would read as missing.
+- idcard_name_address (.xnn): ID-card names and address rows, 3,772 Chinese characters (GB 2312
+  level 1 plus the province/ethnic/region characters of level 2) + digits; shipped as a compressed
+  .xnn (float kernels, 8-bit uniform weight codes, lzma), which reads as well as the float model
+  where the full-int8 export lost several points.
+Not shipped yet: card_expiry_name (card expiry and holder name); a card Reader lists those fields as
+missing.
 """
 import json
 import os
