@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import XnnError
 from . import rules
 from .engine import Detector, Recognizer
-from .geometry import fill_color, quad_size
+from .geometry import fill_color, quad_axis, quad_size
 
 APPS = ("card", "meter", "plate", "vin", "idcard", "text")
 
@@ -324,9 +324,10 @@ class Reader:
         number at the bottom): the lines above the number are grouped into rows in the number's
         frame; the first address row is the row whose reading best supports a start with the
         province the number encodes (decoded under that rule, xnn.ocr.rules.id_address_start), the
-        rows below it down to the number continue the address, and the name is read from the row 4.3-12
-        box heights above the address whose reading as a name (2-12 Chinese characters) scores best. Captions taken
-        into a box ("姓名", "住址") are dropped from the text."""
+        rows below it down to the number continue the address, and the name is read from the row
+        4.3-12 box heights above the address whose reading as a name (2-12 Chinese characters) scores
+        best. Captions taken into a box ("姓名", "住址") are dropped from the text; meta p_text is
+        P(raw | lines) by the CTC forward sum (for the address, the product over its rows)."""
         rec = self.recognizers[ID_TEXT_MODEL]
         num = fields.get("id_number")
         rows = id_rows(quads, None if num is None else num.quad, used)
@@ -337,12 +338,12 @@ class Reader:
         prov = num.text[:2] if num is not None and num.valid else None
 
         def decode(i, dfa=None):
+            """Readings of line i: the best two under `dfa`, or the greedy one ([] if none)."""
             lp = lps.get(ID_TEXT_MODEL, i)
             if lp is None:
-                return None
-            got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam) if dfa is not None else \
+                return []
+            return rec.decode(lp, dfa=dfa, top_k=2, width=self.beam) if dfa is not None else \
                 rec.decode(lp, beam_width=1)
-            return got[0] if got else None
 
         try:
             dfa = rules.id_text_constraint("address", rec.charset, prov)
@@ -356,38 +357,40 @@ class Reader:
             # the first row is a full printed row (11-13 characters) or a whole short address
             if not row.values or _aspect(quads[row.values[0]]) < 4.0:
                 continue
-            r = decode(row.values[0], dfa)
-            if r is not None and (best is None or _score(r) > _score(best[1])):
-                best = (k, r)
-        out = {}
+            got = decode(row.values[0], dfa)
+            if got and (best is None or _score(got[0]) > _score(best[1])):
+                best = (k, got[0])
+        out = {}   # field -> (Field, line index, log P(raw | lines))
         if best is not None:
             k, r = best
-            parts, confs, taken = [rec.text(r.labels)], list(r.char_conf), list(rows[k].values)
-            for i in rows[k].values[1:]:
+            reads = [r]
+
+            def more(i):
                 g = decode(i)
-                if g is not None and len(g.labels):
-                    parts.append(rec.text(g.labels))
-                    confs += list(g.char_conf)
-            prev = rows[k]
+                if g and len(g[0].labels):
+                    reads.append(g[0])
+                    return True
+                return False
+
+            for i in rows[k].values[1:]:
+                more(i)
+            taken, prev = len(rows[k].values), rows[k]
             for row in rows[k + 1:]:
                 # continuation rows: close below the previous one (row pitch ~1.3-1.5 value heights)
-                if row.b - prev.b > 2.2 * max(prev.height, row.height) or len(taken) >= 12:
+                if row.b - prev.b > 2.2 * max(prev.height, row.height) or taken >= 12:
                     break
-                for i in row.items:             # continuation rows have no caption
-                    g = decode(i)
-                    if g is not None and len(g.labels):
-                        parts.append(rec.text(g.labels))
-                        confs += list(g.char_conf)
-                        taken.append(i)
+                taken += sum(more(i) for i in row.items)   # continuation rows have no caption
                 prev = row
+            parts = [rec.text(g.labels) for g in reads]
+            confs = [float(c) for g in reads for c in g.char_conf]
             raw = "".join(parts)
             text = raw[2:] if raw.startswith("住址") else raw
             meta = {"rows": [t[2:] if j == 0 and t.startswith("住址") else t for j, t in enumerate(parts)]}
             if prov is not None:
                 meta["province_matches_number"] = rules.id_address_ok(text, prov)
-            out["address"] = (Field("address", text, raw, float(min(confs)) if confs else 0.0,
-                                    rules.id_address_ok(text, prov), np.asarray(quads[rows[k].values[0]], np.float32),
-                                    [float(c) for c in confs], meta), rows[k].values[0])
+            out["address"] = (Field("address", text, raw, min(confs, default=0.0), rules.id_address_ok(text, prov),
+                                    np.asarray(quads[rows[k].values[0]], np.float32), confs, meta),
+                              rows[k].values[0], sum(g.log_prob for g in reads))
             # name row candidates: rows at the name's distance above the address (rows sit ~6.5 mm
             # apart, value boxes ~3 mm tall: name 5-8 box heights above, sex 3.5-5, birth ~2)
             h = float(np.median([row.height for row in rows[:k + 1]]))
@@ -400,26 +403,23 @@ class Reader:
         for row in cand:
             # the candidate row whose first value box reads best as a name (a spurious box or the
             # sex row's one-character value scores far lower)
-            lp = lps.get(ID_TEXT_MODEL, row.values[0])
-            got = [] if lp is None else rec.decode(lp, dfa=dfa_name, top_k=2, width=self.beam)
-            got = [g for g in got if rec.text(g.labels) not in rules.ID_LABELS]
+            got = [g for g in decode(row.values[0], dfa_name) if rec.text(g.labels) not in rules.ID_LABELS]
             if got and (best_name is None or _score(got[0]) > _score(best_name[1])):
                 best_name = (row, got[0])
         if best_name is not None:
             row, g = best_name
             raw = rec.text(g.labels)
-            text, conf = raw, list(g.char_conf)
+            text, conf = raw, [float(c) for c in g.char_conf]
             if raw.startswith("姓名") and len(raw) >= 4:
                 text, conf = raw[2:], conf[2:]
-            out["name"] = (Field("name", text, raw, float(min(conf)), rules.id_name_ok(text),
-                                 np.asarray(quads[row.values[0]], np.float32), [float(c) for c in conf], {}),
-                           row.values[0])
+            out["name"] = (Field("name", text, raw, min(conf), rules.id_name_ok(text),
+                                 np.asarray(quads[row.values[0]], np.float32), conf, {}), row.values[0], g.log_prob)
         for name in names:
             if name not in out:
                 missing.append(name)
                 continue
-            f, i = out[name]
-            f.meta["p_text"] = float(np.exp(np.sum(np.log(np.maximum(f.char_conf, 1e-12))))) if f.char_conf else 0.0
+            f, i, log_p = out[name]
+            f.meta["p_text"] = float(np.exp(log_p))
             if f.confidence < self.min_confidence:
                 rejected[name] = f
                 missing.append(name)
@@ -434,8 +434,7 @@ class Reader:
         the model supports best wins (detector boxes are off by 0.1-0.35 line heights across and
         0.3-0.6 along the line)."""
         q = np.asarray(quad, np.float64)
-        u = (q[1] - q[0]) + (q[2] - q[3])
-        u = u / max(1e-9, float(np.linalg.norm(u)))
+        u = quad_axis(q)
         v = np.array([-u[1], u[0]])
         _, h = quad_size(q)
         moves = [(0, 0, -0.12, -0.12), (0, 0, 0.12, 0.12), (0, 0, 0.12, -0.12), (0, 0, -0.12, 0.12),
@@ -503,40 +502,32 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
     if not keep:
         return []
 
-    def frame(q):
-        u = (q[1] - q[0]) + (q[2] - q[3])
-        n = float(np.linalg.norm(u))
-        return u / n if n > 1e-9 else np.array([1.0, 0.0])
-
     if ref_quad is not None:
         ref = np.asarray(ref_quad, np.float64)
-        u, h, origin = frame(ref), max(quad_size(ref)[1], 1e-6), ref.mean(0)
+        u, h, origin = quad_axis(ref), max(quad_size(ref)[1], 1e-6), ref.mean(0)
     else:
-        us = np.array([frame(quads[i]) for i in keep])
+        us = np.array([quad_axis(quads[i]) for i in keep])
         ang = float(np.median(np.arctan2(us[:, 1], us[:, 0])))
         u = np.array([np.cos(ang), np.sin(ang)])
         h = max(float(np.median([quad_size(quads[i])[1] for i in keep])), 1e-6)
         origin = quads[keep].reshape(-1, 2).mean(0)
     v = np.array([-u[1], u[0]])                     # across the line, pointing down the page
-    items = []
+    items, geo = [], []      # per kept box: (b, left, right, height, index); (centre, axis, normal, h, w)
     for i in keep:
         q = quads[i]
         d = (q - origin) / h
         b = float(d.mean(0) @ v)
         if ref_quad is not None and b > -0.6:     # the reference row and anything below it
             continue
-        if abs(float(frame(q) @ u)) < 0.87:      # not along the page's text direction (> ~30 degrees)
+        uu = quad_axis(q)
+        if abs(float(uu @ u)) < 0.87:            # not along the page's text direction (> ~30 degrees)
             continue
         proj = d @ u
-        items.append((b, float(proj.min()), float(proj.max()), quad_size(q)[1] / h, i))
-    # two boxes share a row when each centre lies within half a height of the other's centre line,
-    # measured in the frame of the longer box (perspective tilts rows far from the reference)
-    geo = []
-    for it in items:
-        q = quads[it[4]]
         w_, h_ = quad_size(q)
-        uu = frame(q)
+        items.append((b, float(proj.min()), float(proj.max()), h_ / h, i))
         geo.append((q.mean(0), uu, np.array([-uu[1], uu[0]]), max(h_, 1e-6), w_))
+    # two boxes share a row when their centres lie within half the smaller height across the longer
+    # box's line (perspective tilts rows far from the reference)
     parent = list(range(len(items)))
 
     def root(a):
@@ -588,7 +579,7 @@ class _LineCache:
     def __init__(self, recognizers, image, quads, t):
         self.recs, self.image, self.quads, self.t = recognizers, image, quads, t
         self.fill = fill_color(image)
-        self.crops, self.lps = {}, {}
+        self.crops, self.lps, self.greedy = {}, {}, {}
 
     def read(self, rec, quad, crop=None):
         """Log-probs of `rec` on one quad (crop: an already cut line); None for a degenerate quad.
@@ -624,10 +615,10 @@ class _LineCache:
 
     def greedy_len(self, name, k):
         """Characters in the greedy reading of line k by `name` (None: no reading), computed once."""
-        if (name, "greedy", k) not in self.lps:
+        if (name, k) not in self.greedy:
             lp = self.get(name, k)
-            self.lps[(name, "greedy", k)] = None if lp is None else len(self.recs[name].decode(lp, beam_width=1)[0].labels)
-        return self.lps[(name, "greedy", k)]
+            self.greedy[(name, k)] = None if lp is None else len(self.recs[name].decode(lp, beam_width=1)[0].labels)
+        return self.greedy[(name, k)]
 
 
 def _resolve_rolled(rec, found, raw, r):

@@ -55,6 +55,14 @@ def quad_size(quad) -> tuple:
     return float(w), float(h)
 
 
+def quad_axis(quad) -> np.ndarray:
+    """Unit reading direction of a quad (the mean of its top and bottom edges; (1, 0) if degenerate)."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    u = (q[1] - q[0]) + (q[2] - q[3])
+    n = float(np.linalg.norm(u))
+    return u / n if n > 1e-9 else np.array([1.0, 0.0])
+
+
 def quad_angle(quad) -> float:
     """Reading direction of a quad in degrees (0 = left to right, positive = clockwise on screen)."""
     q = np.asarray(quad, np.float64).reshape(4, 2)
