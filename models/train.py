@@ -21,6 +21,11 @@ Resumable: a checkpoint (weights, optimizer, epoch) is written after every epoch
 the same command again continues after the last finished epoch (--restart starts over). At the end
 OUT/final.weights.h5 holds the Keras weights (load with models.recognizer.build(spec)).
 Threads: TensorFlow uses --threads intra-op threads and one inter-op thread.
+Quantization-aware training (--qat-bits B, --qat-bits-for REGEX=B; both models): every step runs
+forward and backward with the weight kernels rounded to B-bit uniform codes per output channel
+(straight-through estimator: the gradient at the rounded weights updates the float ones); validation
+and OUT/final.weights.h5 use the rounded weights, so the export is on the grid that `xnn convert
+--weight-bits B --weight-codec uniform` stores. Usually a short fine-tune (--init) of a trained run.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 
@@ -149,6 +155,102 @@ def _lr(a, epoch):
     return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, a.epochs))))
 
 
+# ---- quantization-aware training (weight codes) ---------------------------------------------------
+
+def parse_bits_for(items) -> tuple:
+    """--qat-bits-for REGEX=B values as ((regex, bits), ...); B 0 = exact (not fake-quantized)."""
+    out = []
+    for item in items or ():
+        pat, sep, b = item.rpartition("=")
+        if not sep or not pat or not b.isdigit() or not 0 <= int(b) <= 8:
+            raise SystemExit(f"--qat-bits-for {item!r}: expected REGEX=B with B in 0..8")
+        re.compile(pat)
+        out.append((pat, int(b)))
+    return tuple(out)
+
+
+def qat_plan(model, bits, bits_for=(), min_size=0) -> list:
+    """[(name, variable, channel axis, bits)] for the weight kernels that get uniform B-bit codes per
+    output channel, the grid `xnn convert --weight-bits B --weight-codec uniform` uses: per channel
+    lo = min, step = (max - lo) / (2^B - 1). The axis is the channel axis the exported tensor keeps
+    (conv/dense: outputs; depthwise: channels; LSTM: gate units, i.e. TFLite rows), so that folding
+    a BN's per-channel scale into the kernel at export keeps every channel on its grid.
+    Names are LAYER/WEIGHT (e.g. stem_conv/kernel, lstm/recurrent_kernel); the last --qat-bits-for
+    pattern that matches (re.search) wins, else --qat-bits unless the kernel has < min_size elements."""
+    cands = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "DepthwiseConv2D":
+            cands.append((f"{layer.name}/depthwise_kernel", layer.depthwise_kernel, 2))
+        elif cls in ("Conv2D", "Dense"):
+            cands.append((f"{layer.name}/kernel", layer.kernel, layer.kernel.shape.rank - 1))
+        elif cls == "RNN" and hasattr(layer.cell, "projection"):
+            for w in ("kernel", "recurrent_kernel", "projection"):
+                cands.append((f"{layer.name}/{w}", getattr(layer.cell, w), 1))
+    plan = []
+    for name, var, axis in cands:
+        size = int(np.prod(var.shape))
+        b = None if size < min_size else bits
+        for pat, pb in bits_for:
+            if re.search(pat, name):
+                b = pb
+        if b:
+            plan.append((name, var, axis, int(b)))
+    return plan
+
+
+def fake_quant(tf, w, axis: int, bits: int):
+    """w on its per-channel uniform grid (see qat_plan); constant channels stay as they are."""
+    K = float((1 << bits) - 1)
+    red = [i for i in range(w.shape.rank) if i != axis]
+    lo = tf.reduce_min(w, axis=red, keepdims=True)
+    step = (tf.reduce_max(w, axis=red, keepdims=True) - lo) / K
+    ok = step > 0
+    q = tf.clip_by_value(tf.round((w - lo) / tf.where(ok, step, 1.0)), 0.0, K)
+    return tf.where(ok, lo + q * step, w)
+
+
+def qat_hooks(tf, model, a, log):
+    """(to_grid, restore) for the run's QAT plan (no-ops without --qat-bits/--qat-bits-for):
+    to_grid() puts the planned kernels on their grids and returns the float values that restore()
+    puts back. The plan goes to OUT/qat.json."""
+    plan = qat_plan(model, a.qat_bits, parse_bits_for(a.qat_bits_for), a.qat_min_size) \
+        if (a.qat_bits or a.qat_bits_for) else []
+    if plan:
+        log(f"quantization-aware training: {len(plan)} kernels, "
+            f"{sum(int(np.prod(v.shape)) for _, v, _, _ in plan):,} weights: "
+            + ", ".join(f"{n}={b}" for n, _, _, b in plan))
+        with open(os.path.join(a.out, "qat.json"), "w") as f:
+            json.dump({n: b for n, _, _, b in plan}, f, indent=1)
+
+    def to_grid():
+        saved = [tf.identity(v) for _, v, _, _ in plan]
+        for _, v, ax, b in plan:
+            v.assign(fake_quant(tf, v, ax, b))
+        return saved
+
+    def restore(saved):
+        for (_, v, _, _), s in zip(plan, saved):
+            v.assign(s)
+
+    return to_grid, restore
+
+
+def _fine_tune_copy(a, spec, spec_cls, data_only=()) -> bool:
+    """--init RUN for a new run folder: copy RUN's checkpoint (weights, optimizer, epoch); RUN's spec
+    must equal this one except for the `data_only` fields. True when it copied."""
+    if not a.init or os.path.exists(os.path.join(a.out, "ckpt")):
+        return False
+    import shutil
+
+    other = spec_cls.from_json(open(os.path.join(a.init, "spec.json"), encoding="utf-8").read())
+    if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
+            {k: v for k, v in spec.__dict__.items() if k not in data_only}:
+        raise SystemExit(f"--init {a.init}: its model differs from this spec beyond the training data")
+    shutil.copytree(os.path.join(a.init, "ckpt"), os.path.join(a.out, "ckpt"))
+    return True
+
+
 # ---- recognizer training -------------------------------------------------------------------------
 
 def train_recognizer(a, log=print):
@@ -157,18 +259,10 @@ def train_recognizer(a, log=print):
                         stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
                         jitter=a.jitter, box_jitter=a.box_jitter)
     os.makedirs(a.out, exist_ok=True)
-    fine_tune = bool(a.init) and not os.path.exists(os.path.join(a.out, "ckpt"))
+    # fine-tune: continue another run's checkpoint (weights, optimizer, epoch) under this spec,
+    # which may differ from that run's only in its training data (e.g. --jitter/--box-jitter)
+    fine_tune = _fine_tune_copy(a, spec, rs.RecSpec, {"jitter", "box_jitter"})
     if fine_tune:
-        # fine-tune: continue another run's checkpoint (weights, optimizer, epoch) under this spec,
-        # which may differ from that run's only in its training data (e.g. --jitter/--box-jitter)
-        import shutil
-
-        other = rs.RecSpec.from_json(open(os.path.join(a.init, "spec.json"), encoding="utf-8").read())
-        data_only = {"jitter", "box_jitter"}
-        if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
-                {k: v for k, v in spec.__dict__.items() if k not in data_only}:
-            raise SystemExit(f"--init {a.init}: its model differs from this spec beyond the training data")
-        shutil.copytree(os.path.join(a.init, "ckpt"), os.path.join(a.out, "ckpt"))
         log(f"fine-tuning from {a.init}")
     _write_spec(a.out, spec, rs.RecSpec.from_json, a.restart, check=not fine_tune)
     d = ensure_data(spec, a.cache, a.lines, a.shard, a.val, a.workers, log)
@@ -196,15 +290,20 @@ def train_recognizer(a, log=print):
     B, T = a.batch, spec.frames
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
+    to_grid, restore = qat_hooks(tf, model, a, log)
 
     @tf.function(input_signature=sig)
     def step(x, lab, lens):
+        # with a QAT plan: forward and gradient at the quantized weights, update of the float ones
+        # (straight-through estimator)
+        saved = to_grid()
         with tf.GradientTape() as tape:
             logits = lm(x, training=True)
             loss = tf.reduce_mean(tf.nn.ctc_loss(lab, logits, lens, tf.fill([B], T), logits_time_major=False,
                                                  blank_index=-1))
         grads = tape.gradient(loss, lm.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        restore(saved)
         opt.apply_gradients(zip(grads, lm.trainable_variables))
         return loss
 
@@ -230,7 +329,9 @@ def train_recognizer(a, log=print):
             if a.log_every and (s + 1) % a.log_every == 0:
                 log(f"  epoch {epoch + 1} step {s + 1}/{n_steps} loss {np.mean(losses[-a.log_every:]):.4f}")
         t_train = time.time() - t0
+        saved = to_grid()  # validate what will be exported
         probs = model.predict(xv, batch_size=64, verbose=0)
+        restore(saved)
         acc = rs.accuracy([rs.greedy_text(p, spec.charset) for p in probs], tv)
         epoch_var.assign(epoch + 1)
         mgr.save(checkpoint_number=epoch + 1)
@@ -242,6 +343,7 @@ def train_recognizer(a, log=print):
         hist.flush()
         log(f"epoch {epoch + 1}/{a.epochs}  loss {rec_['loss']:.4f}  lr {lr:.2e}  val seq {acc['seq_acc']:.4f} "
             f"char {acc['char_acc']:.4f}  ({len(keep)} lines, {t_train:.0f}s, {rec_['ms_per_line']} ms/line)")
+    to_grid()  # the final weights are the quantized ones (checkpoints keep the float shadow)
     model.save_weights(os.path.join(a.out, "final.weights.h5"))
     log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
     if bg is not None and bg.is_alive():
@@ -330,7 +432,10 @@ def train_detector(a, log=print):
           if v is not None}
     spec = dt.DetSpec(**kw)
     os.makedirs(a.out, exist_ok=True)
-    _write_spec(a.out, spec, dt.DetSpec.from_json, a.restart)
+    fine_tune = _fine_tune_copy(a, spec, dt.DetSpec)
+    if fine_tune:
+        log(f"fine-tuning from {a.init}")
+    _write_spec(a.out, spec, dt.DetSpec.from_json, a.restart, check=not fine_tune)
     d = ensure_det_data(spec, a.cache, a.pages, a.shard, a.val, a.workers, log)
 
     tf, keras = _tensorflow(a.threads)
@@ -349,12 +454,16 @@ def train_detector(a, log=print):
     sig = [tf.TensorSpec((B, spec.height, spec.width, 1), tf.float32), tf.TensorSpec((B, H4, W4, 1), tf.float32),
            tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
 
+    to_grid, restore = qat_hooks(tf, model, a, log)
+
     @tf.function(input_signature=sig)
     def step(x, score, mask, geo):
+        saved = to_grid()  # QAT: see train_recognizer
         with tf.GradientTape() as tape:
             total, dice, g = det.loss_fn(model(x, training=True), score, mask, geo)
         grads = tape.gradient(total, model.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        restore(saved)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return total, dice, g
 
@@ -380,7 +489,9 @@ def train_detector(a, log=print):
                 m = np.mean(losses[-a.log_every:], 0)
                 log(f"  epoch {epoch + 1} step {s + 1}/{n_steps} loss {m[0]:.4f} (dice {m[1]:.4f} geo {m[2]:.4f})")
         t_train = time.time() - t0
+        saved = to_grid()
         yv = model.predict(xv, batch_size=8, verbose=0)
+        restore(saved)
         r = det_scores(yv, qv, ov, spec)
         epoch_var.assign(epoch + 1)
         mgr.save(checkpoint_number=epoch + 1)
@@ -393,8 +504,21 @@ def train_detector(a, log=print):
         hist.flush()
         log(f"epoch {epoch + 1}/{a.epochs}  loss {m[0]:.4f}  lr {lr:.2e}  val P {r['precision']:.3f} "
             f"R {r['recall']:.3f} F {r['f']:.3f}  ({len(x_all)} pages, {t_train:.0f}s, {rec_['ms_per_page']} ms/page)")
+    to_grid()
     model.save_weights(os.path.join(a.out, "final.weights.h5"))
     log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
+
+
+def _qat_args(p):
+    p.add_argument("--qat-bits", type=int, default=0, metavar="B", choices=range(0, 9),
+                   help="quantization-aware training: forward and backward on weight kernels rounded to B-bit "
+                        "uniform codes per output channel (xnn convert --weight-bits B --weight-codec uniform); "
+                        "the final weights are the rounded ones; best as a fine-tune (--init)")
+    p.add_argument("--qat-bits-for", action="append", metavar="REGEX=B",
+                   help="per-kernel bits by LAYER/WEIGHT name (e.g. '^lstm/=2'; B 0 keeps a kernel exact); "
+                        "repeatable, the last match wins")
+    p.add_argument("--qat-min-size", type=int, default=0, metavar="N",
+                   help="with --qat-bits: kernels of fewer than N elements stay exact (--weight-bits-min-size N)")
 
 
 def main(argv=None):
@@ -422,6 +546,7 @@ def main(argv=None):
                                                  "training data may differ, e.g. --box-jitter)")
     r.add_argument("--until", type=int, default=0, metavar="E",
                    help="stop after epoch E (the learning-rate schedule still spans --epochs; rerun to go on)")
+    _qat_args(r)
     for k in ("width", "units", "proj", "growth", "stem", "max_label"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     r.add_argument("--jitter", type=float, default=None,
@@ -453,6 +578,8 @@ def main(argv=None):
     t.add_argument("--widths", help="channels at 1/2 .. 1/32, e.g. 16,24,48,64,96")
     t.add_argument("--units", help="shuffle units at 1/8, 1/16, 1/32, e.g. 1,2,2")
     t.add_argument("--domains", help="comma-separated page domains (default: all)")
+    t.add_argument("--init", metavar="RUN", help="fine-tune: start from RUN's last checkpoint (same spec)")
+    _qat_args(t)
     a = ap.parse_args(argv)
     if a.what == "recognizer":
         train_recognizer(a, log=lambda s: print(s, flush=True))

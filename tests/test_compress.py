@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xnn
 from xnn import XnnError
@@ -104,6 +106,43 @@ def test_palette_and_affine_decode_as_specified():
     got = decode_tensor({"values": "affine", "bits": 3, "shared": True},
                         np.array([[-3.0, 2.5]], "<f4").tobytes() + pack_uint([0, 1, 7], 3), (3,), np.int8, "t")
     np.testing.assert_array_equal(got, [-3, np.rint(-0.5), np.rint(14.5)])  # half to even: -0, 14
+
+
+def test_int8_affine_params_decode_as_specified():
+    # (lo, hi) = (-7, 9) on axis 0 row 0, (5, 5) row 1; 2 bits: levels -7 + floor((2*16*q + 3) / 6)
+    payload = np.array([[-7, 9], [5, 5]], np.int8).tobytes() + pack_uint([0, 1, 2, 3, 0, 3], 2)
+    enc = {"values": "affine", "bits": 2, "axis": 0, "params": "int8"}
+    got = decode_tensor(enc, payload, (2, 3), np.int8, "t")
+    np.testing.assert_array_equal(got, [[-7, -2, 4], [5, 5, 5]])  # levels -7, -2, 4, 9; row 1 constant
+    with pytest.raises(XnnError, match="lo <= hi"):
+        decode_tensor(enc, np.array([[3, 2], [0, 0]], np.int8).tobytes() + pack_uint([0] * 6, 2), (2, 3), np.int8, "t")
+    with pytest.raises(XnnError, match="only for affine values of an int8 tensor"):
+        decode_tensor(enc, b"\0" * 4 + pack_uint([0] * 6, 2), (2, 3), np.float32, "t")
+    with pytest.raises(XnnError, match="only for affine values"):
+        decode_tensor({"values": "palette", "bits": 2, "axis": 0, "params": "int8"}, b"", (2, 3), np.int8, "t")
+
+
+@settings(deadline=None)
+@given(st.integers(1, 6), st.data())
+def test_int8_uniform_codes_take_the_nearest_level(bits, data):
+    """The int8 uniform encoder: per channel (min, max) as int8 params and each weight at its nearest
+    level, against a brute-force search over all K levels."""
+    from xnn.converter.compress import _affine
+    from xnn.converter.xnn_format import affine_i8_levels
+
+    C, n = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 12))
+    w = np.array(data.draw(st.lists(st.integers(-128, 127), min_size=C * n, max_size=C * n)), np.int8).reshape(C, n)
+    groups = np.repeat(np.arange(C), n)
+    v = _affine(w.reshape(-1), groups, C, bits, np.dtype(np.int8))
+    assert v.desc == {"values": "affine", "bits": bits, "params": "int8"}
+    got = decode_tensor({**v.desc, "axis": 0}, v.payload, (C, n), np.int8, "t").astype(np.int64)
+    K = 1 << bits
+    for c in range(C):
+        lo, hi = int(w[c].min()), int(w[c].max())
+        levels = affine_i8_levels(lo, hi, np.arange(K), bits)
+        assert levels[0] == lo and levels[-1] == hi
+        best = np.abs(levels[None, :] - w[c].astype(np.int64)[:, None]).min(axis=1)
+        np.testing.assert_array_equal(np.abs(got[c] - w[c]), best)
 
 
 def test_lowrank_int8_decodes_as_specified():

@@ -71,7 +71,7 @@ import numpy as np
 
 from ..errors import XnnError
 from ..ir import Graph, Node, TensorSpec, frozen_options
-from .xnn_format import ENC_ENTROPY, Encoded, _channel_of, decode_tensor, deflate, pack_uint, write_xnn
+from .xnn_format import ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate, pack_uint, write_xnn
 
 CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
@@ -438,8 +438,37 @@ def _palette(vals, groups, G, bits, dtype, opts, seed) -> _Values:
                    + pack_uint(idx, bits), f"kmeans{bits}")
 
 
+def _affine_i8(vals, groups, G, bits) -> _Values:
+    """Uniform codes of an int8 tensor: per group int8 lo = min, hi = max and K integer levels between
+    them (xnn_format.affine_i8_levels); each value takes its nearest level (ties: the lower)."""
+    K = 1 << bits
+    x = vals.astype(np.int64)
+    lo = np.full(G, 127, np.int64)
+    hi = np.full(G, -128, np.int64)
+    np.minimum.at(lo, groups, x)
+    np.maximum.at(hi, groups, x)
+    empty = hi < lo
+    lo[empty] = 0
+    hi[empty] = 0
+    lg, hg = lo[groups], hi[groups]
+    span = np.maximum(hg - lg, 1)
+    q0 = np.clip(((x - lg) * (K - 1)) // span, 0, K - 1)  # the level at or below x, or one under it
+    best, err = q0, np.abs(affine_i8_levels(lg, hg, q0, bits) - x)
+    for dq in (1, 2):
+        qc = np.clip(q0 + dq, 0, K - 1)
+        e = np.abs(affine_i8_levels(lg, hg, qc, bits) - x)
+        better = e < err
+        best, err = np.where(better, qc, best), np.where(better, e, err)
+    params = np.stack([lo, hi], axis=1).astype(np.int8)
+    return _Values({"values": "affine", "bits": bits, "params": "int8"},
+                   params.tobytes() + pack_uint(best.astype(np.uint16), bits), f"uniform{bits}")
+
+
 def _affine(vals, groups, G, bits, dtype) -> _Values:
-    """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)."""
+    """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)
+    (int8 tensors: _affine_i8)."""
+    if dtype == np.int8:
+        return _affine_i8(vals, groups, G, bits)
     K = 1 << bits
     x = vals.astype(np.float64)
     lo = np.zeros(G, np.float64)

@@ -52,6 +52,7 @@ error; each is allowed only where it has a meaning):
     "bits": int in 1..8          index width of "palette" / "affine"
     "shared": true               "palette" / "affine": one parameter set for the whole tensor
     "rank": int                  "lowrank": the inner dimension R
+    "params": "int8"             "affine" on an int8 tensor (format version 4): int8 (lo, hi) pairs
 The payload is the selection, then the values, with no padding between them. n = elements, C =
 shape[axis]. Bit strings are packed least-significant bit first; unused trailing bits are zero.
   selection  "dense": nothing, every element is stored. "mask": ceil(n/8) bytes, bit i set when
@@ -65,6 +66,10 @@ shape[axis]. Bit strings are packed least-significant bit first; unused trailing
     "affine"  G pairs (lo, step) of float32, then m indices q of `bits` bits: value =
               float32(lo + step·q) (float32 arithmetic), for int8 tensors then rounded half to
               even and clipped to [-128, 127].
+              With "params": "int8" (int8 tensors only): G pairs (lo, hi) of int8, lo <= hi, then
+              the indices; value = lo + floor((2·(hi - lo)·q + K - 1) / (2·(K - 1))), i.e. the
+              K levels spread evenly over [lo, hi], rounded half up, in exact integer arithmetic
+              (2 bytes per group instead of 8).
               G = 1 with "shared"; otherwise one group per channel: G = C, or "count" for the
               "channels" layout (a group per kept channel, in channel order).
     "lowrank" (layout "dense", a 2-D tensor [M, N], 1 <= R <= min(M, N)) W = U·V:
@@ -123,12 +128,14 @@ from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
 
 MAGIC = b"XNNF"
-FORMAT_VERSION = 3  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
-#                    derived ("product") scales, a scalar zero point, the lzma header flag
+FORMAT_VERSION = 4  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
+#                    derived ("product") scales, a scalar zero point, the lzma header flag;
+#                    4: int8 affine parameters ("params": "int8")
 ALIGN = 64
 FLAG_HEADER_ZLIB = 1
 FLAG_HEADER_LZMA = 2  # format version 3
-KNOWN_FLAGS = {1: 0, 2: FLAG_HEADER_ZLIB, 3: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
+KNOWN_FLAGS = {1: 0, 2: FLAG_HEADER_ZLIB, 3: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA,
+               4: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
 _PREFIX = struct.Struct("<4sIIIQQII")  # magic, version, header_nbytes, header_crc, w_off, w_len, w_crc, flags
 PREFIX_NBYTES = _PREFIX.size  # 40
 
@@ -801,7 +808,7 @@ def map_file(f):
 ENC_LAYOUTS = ("dense", "mask", "channels")
 ENC_VALUES = ("raw", "palette", "affine", "lowrank")
 ENC_ENTROPY = ("zlib", "lzma")
-ENC_KEYS = ("entropy", "size", "layout", "values", "axis", "count", "bits", "shared", "rank")
+ENC_KEYS = ("entropy", "size", "layout", "values", "axis", "count", "bits", "shared", "rank", "params")
 LOSSY_DTYPES = ("int8", "float16", "float32")  # dtypes "palette", "affine" and "lowrank" produce
 MAX_DECODED_NBYTES = 1 << 30  # an encoded constant expands to at most 1 GiB (no decompression bombs)
 
@@ -928,13 +935,16 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
     if values != "raw" and dtype.name not in LOSSY_DTYPES:
         _fail(f"{what}: {values} values need a dtype among {', '.join(LOSSY_DTYPES)}, not {dtype.name}")
     groups = 1 if shared else (count if layout == "channels" else C)
+    params_i8 = "params" in enc
+    if params_i8 and (enc["params"] != "int8" or values != "affine" or dtype.name != "int8"):
+        _fail(f"{what}: 'params' must be \"int8\" and is only for affine values of an int8 tensor")
     bits = rank = None
     if values == "raw":
         val_nbytes = m * dtype.itemsize
     elif coded:
         bits = _int(enc["bits"], f"{what} enc bits", 1, 8)
         if values == "affine":
-            params = groups * 8  # (lo, step) float32 per group
+            params = groups * (2 if params_i8 else 8)  # (lo, hi) int8 or (lo, step) float32 per group
         else:
             params = groups * (1 << bits) * dtype.itemsize
         val_nbytes = params + _ceil8(m * bits)
@@ -953,9 +963,18 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
             _fail(f"{what}: enc size {size} but the encoding needs a {payload}-byte payload")
     elif "size" in enc:
         _fail(f"{what}: 'size' is only for entropy-coded payloads")
+    d.update(params_i8=params_i8)
     d.update(n=n, C=C, axis=axis, count=count, m=m, bits=bits, rank=rank, shared=shared,
              groups=groups, sel_nbytes=sel_nbytes, val_nbytes=val_nbytes, payload=payload)
     return d
+
+
+def affine_i8_levels(lo, hi, q, bits: int) -> np.ndarray:
+    """The int8 affine code's values (see "params": "int8"): K = 2^bits levels from lo to hi,
+    lo + floor((2 (hi - lo) q + K - 1) / (2 (K - 1))), exact in int64."""
+    k1 = (1 << bits) - 1
+    lo = np.asarray(lo, np.int64)
+    return lo + (2 * (np.asarray(hi, np.int64) - lo) * np.asarray(q, np.int64) + k1) // (2 * k1)
 
 
 def _channel_of(shape: tuple, axis: int) -> np.ndarray:
@@ -1018,6 +1037,11 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
         if d["values"] == "palette":
             book = np.frombuffer(val_buf[:pbytes], le).reshape(G, 1 << bits)
             vals = book[group, idx].astype(dtype)
+        elif d["params_i8"]:
+            lohi = np.frombuffer(val_buf[:pbytes], np.int8).reshape(G, 2).astype(np.int64)
+            if np.any(lohi[:, 1] < lohi[:, 0]):
+                _fail(f"{what}: int8 affine parameters need lo <= hi")
+            vals = affine_i8_levels(lohi[group, 0], lohi[group, 1], idx, bits).astype(np.int8)
         else:
             params = np.frombuffer(val_buf[:pbytes], "<f4").reshape(G, 2).astype(np.float32)
             if dtype == np.int8 and not np.all(np.isfinite(params)):
