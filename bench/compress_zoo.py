@@ -32,6 +32,7 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     lrR       --low-rank R (integer rank or energy fraction)
     zlib / lzma   --entropy
     seedN     --seed N
+    fit / ufit   --weight-bits-fit (ufit: and --weight-codec uniform): QAT'd models
     keepN     --weight-bits-min-size N: weight tensors with fewer than N elements keep exact values
     bits[REGEX]=B   --weight-bits-for 'REGEX=B' (B 0..8 or exact; repeatable, last match wins),
               e.g. "int8:w4+tensor+keep1024+bits[^lstm/]=2+lzma"
@@ -96,6 +97,12 @@ def parse_setting(text: str):
             if tok in ("zlib", "lzma"):
                 kw["entropy"] = tok
                 flags += ["--entropy", tok]
+            elif tok in ("fit", "ufit"):  # --weight-bits-fit (ufit: with uniform codes)
+                kw["weight_bits_fit"] = True
+                flags += ["--weight-bits-fit"]
+                if tok == "ufit":
+                    kw["codec"] = "uniform"
+                    flags += ["--weight-codec", "uniform"]
             elif tok in ("ch", "tensor"):
                 kw["codebook"] = {"ch": "channel"}.get(tok, tok)
                 flags += ["--codebook", kw["codebook"]]

@@ -772,6 +772,30 @@ def test_truncated_scale_section_file():
             read_xnn(data[:cut])
 
 
+@pytest.mark.parametrize("codec,bits", [("uniform", 3), ("kmeans", 2)])
+def test_weight_bits_fit_finds_the_grid_a_model_sits_on(codec, bits):
+    """A model whose weights sit on B-bit codes (here: made so by a lossy pass) is stored with B-bit
+    codes by --weight-bits-fit and decodes to the same weights; weights on no grid stay exact."""
+    g = stored(LSTM_I)
+    tg = weight_targets(g)
+    on_grid = compress(g, CompressOptions(weight_bits=bits, codec=codec)).graph
+    coded = [t for t in tg if not np.array_equal(on_grid.tensors[t].data, g.tensors[t].data)]
+    assert coded
+    c = compress(on_grid, CompressOptions(weight_bits_fit=True, codec=codec))
+    for t in coded:
+        assert f"{codec}{bits}" in c.notes[t] or any(f"{codec}{b}" in c.notes[t] for b in range(1, bits))
+        np.testing.assert_array_equal(c.graph.tensors[t].data, on_grid.tensors[t].data)
+    # the original weights (on no low-bit grid) keep their values
+    c0 = compress(g, CompressOptions(weight_bits_fit=True, codec="uniform"))
+    for t in tg:
+        assert np.abs(c0.graph.tensors[t].data.astype(int) - g.tensors[t].data.astype(int)).max() <= 1
+    assert sum(1 for t in tg if "uniform" in c0.notes.get(t, "")) < len(coded)
+    # fit never widens what --weight-bits asks for
+    c1 = compress(on_grid, CompressOptions(weight_bits_fit=True, weight_bits=1, codec=codec))
+    assert all(f"{codec}1" in c1.notes[t] for t in coded if t in c1.encodings)
+    read_xnn(c.to_bytes())
+
+
 def test_per_tensor_bits_and_min_size():
     g = stored(LSTM_I)
     tg = weight_targets(g)

@@ -250,7 +250,8 @@ def _compress_options(args):
                            codec=args.weight_codec, codebook=args.codebook, low_rank=args.low_rank,
                            entropy=args.entropy, seed=args.seed,
                            weight_bits_min_size=getattr(args, "weight_bits_min_size", 0) or 0,
-                           weight_bits_for=_bits_for(getattr(args, "weight_bits_for", None))).check()
+                           weight_bits_for=_bits_for(getattr(args, "weight_bits_for", None)),
+                           weight_bits_fit=bool(getattr(args, "weight_bits_fit", False))).check()
 
 
 def cmd_convert(args) -> int:
@@ -601,6 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="B-bit codes (1..8; 0 or 'exact': exact values) for the weight tensors whose name "
                          "matches REGEX (re.search), overriding --weight-bits and --weight-bits-min-size; "
                          "repeatable, the last matching one wins (names: `xnn info` or the --report table)")
+    cg.add_argument("--weight-bits-fit", action="store_true",
+                    help="give each weight tensor the fewest bits (<= 7) whose codes reproduce it (within one "
+                         "int8 step for --weight-codec uniform): for models trained on such grids "
+                         "(python -m models.train ... --qat-bits B); --weight-bits and --weight-bits-for "
+                         "still apply where they give fewer bits")
     cg.add_argument("--weight-codec", choices=("kmeans", "uniform"), default="kmeans",
                     help="--weight-bits codes: k-means codebooks (default) or uniform levels per channel")
     cg.add_argument("--codebook", choices=("auto", "channel", "tensor"), default="auto",

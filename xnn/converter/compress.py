@@ -48,11 +48,18 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
      values keeps them exactly. Codebooks are per output channel, or one per tensor where
      per-channel codebooks would cost more than 1 bit per stored weight (`codebook="auto"`).
    - "uniform": per channel, lo = min, step = (max - lo)/(K - 1), q = round((w - lo)/step) and the
-     value float32(lo + step·q) (int8: rounded to an integer), stored as (lo, step) per channel.
+     value float32(lo + step·q), stored as (lo, step) per channel; int8 tensors store int8 (lo, hi)
+     and K integer levels between them (each weight takes its nearest level).
    A coded tensor keeps its original (lossless) form where coding would not make it smaller.
    Per tensor (`bits_for`): tensors with fewer than `weight_bits_min_size` elements keep exact
    values; `weight_bits_for` ((regex, B), ...) overrides the width for tensors whose name matches
    (re.search; the last match wins; B = 0: exact), with or without a global `weight_bits`.
+   `weight_bits_fit`: a tensor whose codes of some width B <= 7 reproduce it (k-means: at most 2^B
+   distinct values per group; uniform: every value within half a level step of float rounding, or
+   one integer for int8, of its level) gets the smallest such B, unless the options above give it
+   fewer bits. This is how a model trained on those grids (models.train --qat-bits) is stored
+   without choosing the widths again: a QAT'd int8 model's channels sit on their uniform grids up
+   to TensorFlow's int8 rounding.
    With `prune_channels`, layers whose output reaches a model output through weight-free ops only
    (class logits, detector maps) are not pruned.
 4. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
@@ -93,6 +100,7 @@ class CompressOptions:
     seed: int = 0
     weight_bits_min_size: int = 0  # weight tensors with fewer elements keep their exact values
     weight_bits_for: tuple = ()  # ((regex, bits), ...): per-tensor bits by tensor name, 0 = exact
+    weight_bits_fit: bool = False  # the fewest bits whose codes reproduce a tensor (module doc, step 3)
 
     def bits_for(self, name: str, size: int):
         """The code width for a weight tensor (None: exact values): the last --weight-bits-for pattern
@@ -146,7 +154,7 @@ class CompressOptions:
     @property
     def coded(self) -> bool:
         """Whether any weight tensor may get sub-8-bit codes."""
-        return bool(self.weight_bits or any(b for _, b in self.weight_bits_for))
+        return bool(self.weight_bits or self.weight_bits_fit or any(b for _, b in self.weight_bits_for))
 
     @property
     def active(self) -> bool:
@@ -597,6 +605,42 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
     return Encoded(desc, payload), decoded, note
 
 
+def _max_distinct(w: np.ndarray, axis: int) -> int:
+    """The most distinct values any channel along `axis` holds."""
+    x = np.sort(np.moveaxis(np.asarray(w), axis, 0).reshape(w.shape[axis], -1), axis=1)
+    return int(((np.diff(x, axis=1) != 0).sum(axis=1) + 1).max())
+
+
+def _fitted(t, spec, target, kept, pruned, opts, label, cap):
+    """(bits, _encode_weight result) for the fewest bits B <= 7 (and below `cap`, the width the
+    other options give, None: 8) whose codes reproduce the tensor (CompressOptions.weight_bits_fit),
+    or None."""
+    w = np.asarray(spec.data)
+    dt = np.dtype(spec.dtype)
+    if w.size == 0 or (dt.kind == "f" and not np.all(np.isfinite(w))):
+        return None
+    d = _max_distinct(w, target.axis)
+    top = min(7, cap - 1) if cap else 7
+    b = max(1, int(math.ceil(math.log2(d)))) if d > 1 else 1
+    for bits in range(b, top + 1):
+        got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
+        enc, decoded = got[0], np.asarray(got[1])
+        if enc is None:
+            return None  # coding is not smaller: nothing to fit
+        err = np.abs(decoded.astype(np.float64) - w.astype(np.float64))
+        if dt == np.int8:
+            ok = err.max() <= (0 if opts.codec == "kmeans" else 1)
+        else:
+            span = np.moveaxis(w, target.axis, 0).reshape(w.shape[target.axis], -1)
+            rng = (span.max(axis=1) - span.min(axis=1)).astype(np.float64)
+            tol = np.moveaxis(np.broadcast_to(rng[(...,) + (None,) * (w.ndim - 1)],
+                                              np.moveaxis(w, target.axis, 0).shape), 0, target.axis)
+            ok = bool(np.all(err <= 1e-5 * tol + 1e-30)) if opts.codec == "uniform" else err.max() == 0
+        if ok:
+            return bits, got
+    return None
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     a.flags.writeable = False
@@ -668,7 +712,13 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
                 g = _with_data(g, t, pruned)
                 spec = g.tensors[t]
             bits = opts.bits_for(spec.name, spec.size)
-            enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
+            if opts.weight_bits_fit:
+                got = _fitted(t, spec, tg, kept, prune, opts, label, bits)
+                if got is not None:
+                    bits = got[0]
+                    enc, decoded, note = got[1]
+            if not (opts.weight_bits_fit and got is not None):
+                enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
             if note and t in notes:
                 note = f"{notes[t]}; {note}"
             if decoded is not spec.data:
