@@ -196,6 +196,16 @@ def test_model_file_replaced_or_removed_while_loaded(tmp_path):
     np.testing.assert_array_equal(it(x)[0], expect[0])
 
 
+def test_written_file_has_umask_permissions(tmp_path):
+    f = tmp_path / "m.xnn"
+    old = os.umask(0o022)
+    try:
+        write_file(str(f), converted(SMALL))
+    finally:
+        os.umask(old)
+    assert (os.stat(f).st_mode & 0o777) == 0o644  # not mkstemp's 0600
+
+
 # ---- options, quantization and dtypes round trip exactly ----------------------------------------
 
 def _synthetic_graph() -> Graph:

@@ -409,6 +409,9 @@ def write_file(path, data: bytes) -> int:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the model from other users
         os.replace(tmp, path)
     except BaseException:
         try:
