@@ -170,44 +170,72 @@ def parse_bits_for(items) -> tuple:
 
 
 def qat_plan(model, bits, bits_for=(), min_size=0) -> list:
-    """[(name, variable, channel axis, bits)] for the weight kernels that get uniform B-bit codes per
-    output channel, the grid `xnn convert --weight-bits B --weight-codec uniform` uses: per channel
-    lo = min, step = (max - lo) / (2^B - 1). The axis is the channel axis the exported tensor keeps
+    """[(name, variable, channel axis, bits, blocks)] for the weight kernels that get uniform B-bit
+    codes per output channel (see fake_quant). The axis is the channel axis the exported tensor keeps
     (conv/dense: outputs; depthwise: channels; LSTM: gate units, i.e. TFLite rows), so that folding
-    a BN's per-channel scale into the kernel at export keeps every channel on its grid.
+    a BN's per-channel scale into the kernel at export keeps every channel on its grid. `blocks`:
+    None where the int8 export scales each channel (conv, depthwise, dense), else the number of
+    column blocks that each get one int8 scale (the LSTM's four gate matrices; 1: its projection).
     Names are LAYER/WEIGHT (e.g. stem_conv/kernel, lstm/recurrent_kernel); the last --qat-bits-for
     pattern that matches (re.search) wins, else --qat-bits unless the kernel has < min_size elements."""
     cands = []
     for layer in model.layers:
         cls = type(layer).__name__
         if cls == "DepthwiseConv2D":
-            cands.append((f"{layer.name}/depthwise_kernel", layer.depthwise_kernel, 2))
+            cands.append((f"{layer.name}/depthwise_kernel", layer.depthwise_kernel, 2, None))
         elif cls in ("Conv2D", "Dense"):
-            cands.append((f"{layer.name}/kernel", layer.kernel, layer.kernel.shape.rank - 1))
+            cands.append((f"{layer.name}/kernel", layer.kernel, layer.kernel.shape.rank - 1, None))
         elif cls == "RNN" and hasattr(layer.cell, "projection"):
             for w in ("kernel", "recurrent_kernel", "projection"):
-                cands.append((f"{layer.name}/{w}", getattr(layer.cell, w), 1))
+                cands.append((f"{layer.name}/{w}", getattr(layer.cell, w), 1, 1 if w == "projection" else 4))
     plan = []
-    for name, var, axis in cands:
+    for name, var, axis, blocks in cands:
         size = int(np.prod(var.shape))
         b = None if size < min_size else bits
         for pat, pb in bits_for:
             if re.search(pat, name):
                 b = pb
         if b:
-            plan.append((name, var, axis, int(b)))
+            plan.append((name, var, axis, int(b), blocks))
     return plan
 
 
-def fake_quant(tf, w, axis: int, bits: int):
-    """w on its per-channel uniform grid (see qat_plan); constant channels stay as they are."""
-    K = float((1 << bits) - 1)
+def fake_quant(tf, w, axis: int, bits: int, blocks=None, grid: str = "int8"):
+    """w on the grid its codes will have (see qat_plan); all-zero channels stay as they are.
+    grid "int8" (default): the values the int8 export and then `xnn convert --weight-codec uniform`
+    store, exactly: symmetric int8 q = round(w / s), s = max|w| / 127 per channel (or per column
+    block, see qat_plan), then per channel the K = 2^B integer levels lo + floor((2 (hi - lo) i + K - 1)
+    / (2 (K - 1))) between its lo = min q and hi = max q, each q moved to its nearest level; w = s·level.
+    So the int8 .tflite of the trained model holds exactly such levels and `--weight-bits-fit`
+    stores it losslessly. grid "float": per channel lo = min w, step = (max w - lo) / (K - 1)."""
+    K1 = float((1 << bits) - 1)
     red = [i for i in range(w.shape.rank) if i != axis]
-    lo = tf.reduce_min(w, axis=red, keepdims=True)
-    step = (tf.reduce_max(w, axis=red, keepdims=True) - lo) / K
-    ok = step > 0
-    q = tf.clip_by_value(tf.round((w - lo) / tf.where(ok, step, 1.0)), 0.0, K)
-    return tf.where(ok, lo + q * step, w)
+    if grid == "float":
+        lo = tf.reduce_min(w, axis=red, keepdims=True)
+        step = (tf.reduce_max(w, axis=red, keepdims=True) - lo) / K1
+        ok = step > 0
+        q = tf.clip_by_value(tf.round((w - lo) / tf.where(ok, step, 1.0)), 0.0, K1)
+        return tf.where(ok, lo + q * step, w)
+    a = tf.abs(w)
+    if blocks is None:
+        m = tf.reduce_max(a, axis=red, keepdims=True)
+    else:  # rank 2, axis 1: one scale per block of columns
+        n = int(w.shape[1]) // blocks
+        mb = tf.reduce_max(tf.reshape(a, [-1, blocks, n]), axis=[0, 2], keepdims=True)
+        m = tf.reshape(tf.broadcast_to(mb, [1, blocks, n]), [1, blocks * n])
+    s = m / 127.0
+    ok = s > 0
+    q = tf.round(w / tf.where(ok, s, 1.0))
+    lo = tf.reduce_min(q, axis=red, keepdims=True)
+    span = tf.reduce_max(q, axis=red, keepdims=True) - lo
+
+    def level(i):
+        return lo + tf.floor((2.0 * span * i + K1) / (2.0 * K1))
+
+    i0 = tf.clip_by_value(tf.floor((q - lo) * K1 / tf.maximum(span, 1.0)), 0.0, K1)
+    i1 = tf.minimum(i0 + 1.0, K1)
+    pick = tf.where(tf.abs(level(i1) - q) < tf.abs(level(i0) - q), i1, i0)
+    return tf.where(ok, level(pick) * s, w)
 
 
 def qat_hooks(tf, model, a, log):
@@ -217,21 +245,21 @@ def qat_hooks(tf, model, a, log):
     plan = qat_plan(model, a.qat_bits, parse_bits_for(a.qat_bits_for), a.qat_min_size) \
         if (a.qat_bits or a.qat_bits_for) else []
     if plan:
-        log(f"quantization-aware training: {len(plan)} kernels, "
-            f"{sum(int(np.prod(v.shape)) for _, v, _, _ in plan):,} weights: "
-            + ", ".join(f"{n}={b}" for n, _, _, b in plan))
+        log(f"quantization-aware training ({a.qat_grid} grid): {len(plan)} kernels, "
+            f"{sum(int(np.prod(p[1].shape)) for p in plan):,} weights: "
+            + ", ".join(f"{p[0]}={p[3]}" for p in plan))
         with open(os.path.join(a.out, "qat.json"), "w") as f:
-            json.dump({n: b for n, _, _, b in plan}, f, indent=1)
+            json.dump({"grid": a.qat_grid, "bits": {p[0]: p[3] for p in plan}}, f, indent=1)
 
     def to_grid():
-        saved = [tf.identity(v) for _, v, _, _ in plan]
-        for _, v, ax, b in plan:
-            v.assign(fake_quant(tf, v, ax, b))
+        saved = [tf.identity(p[1]) for p in plan]
+        for _, v, ax, b, blocks in plan:
+            v.assign(fake_quant(tf, v, ax, b, blocks, a.qat_grid))
         return saved
 
     def restore(saved):
-        for (_, v, _, _), s in zip(plan, saved):
-            v.assign(s)
+        for p, s in zip(plan, saved):
+            p[1].assign(s)
 
     return to_grid, restore
 
@@ -519,6 +547,10 @@ def _qat_args(p):
                         "repeatable, the last match wins")
     p.add_argument("--qat-min-size", type=int, default=0, metavar="N",
                    help="with --qat-bits: kernels of fewer than N elements stay exact (--weight-bits-min-size N)")
+    p.add_argument("--qat-grid", choices=("int8", "float"), default="int8",
+                   help="int8 (default): exactly the levels the int8 export + xnn convert --weight-codec uniform "
+                        "store (the .xnn then equals the int8 model); float: the float model's uniform grid "
+                        "(for `xnn convert` of the float .tflite)")
 
 
 def main(argv=None):
