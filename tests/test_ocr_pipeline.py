@@ -184,6 +184,32 @@ def test_card_reader_reads_held_out_cards_from_true_line_boxes(card_reader):
     assert ok >= 0.75 * n, (ok, n)
 
 
+def test_refine_tries_moved_and_turned_boxes(card_reader):
+    """An uncertain field's line is read again from boxes moved across and along the line and turned
+    by +-2 degrees about its centre (detector boxes on long lines are off by 2-3 degrees)."""
+    seen = []
+
+    class Lines:
+        def read(self, rec, quad):
+            seen.append(np.asarray(quad, np.float64))
+            return None
+
+    q = np.array([[10, 50], [210, 50], [210, 70], [10, 70]], np.float64)  # 200 x 20, axis-aligned
+    found = ["kept"]
+    got_q, got = card_reader._refine(None, None, None, Lines(), 0, q.astype(np.float32), found)
+    assert got is found and np.array_equal(got_q, q.astype(np.float32))  # nothing better: unchanged
+    angles = []
+    for c in seen:
+        top = c[1] - c[0]
+        angles.append(np.degrees(np.arctan2(top[1], top[0])))
+        assert np.allclose(np.degrees(np.arctan2(*(c[2] - c[3])[::-1])), angles[-1])  # edges stay parallel
+    turned = [(a, c) for a, c in zip(angles, seen) if abs(a) > 0.5]
+    assert sorted(round(a, 6) for a, _ in turned) == [-2.0, 2.0]
+    for _, c in turned:
+        np.testing.assert_allclose(c.mean(0), q.mean(0), atol=1e-9)  # about the centre
+    assert len(seen) >= 6 and any(np.allclose(c[:, 1], q[:, 1]) and not np.allclose(c, q) for c in seen)
+
+
 def test_reader_result_structure_and_timings(card_reader):
     from xnn.ocr import imageio
 
