@@ -208,6 +208,10 @@ def test_refine_tries_moved_and_turned_boxes(card_reader):
     for _, c in turned:
         np.testing.assert_allclose(c.mean(0), q.mean(0), atol=1e-9)  # about the centre
     assert len(seen) >= 6 and any(np.allclose(c[:, 1], q[:, 1]) and not np.allclose(c, q) for c in seen)
+    # a short line (5 heights: plates, meter readings) is not turned
+    seen.clear()
+    card_reader._refine(None, None, None, Lines(), 0, np.float32([[0, 0], [100, 0], [100, 20], [0, 20]]), found)
+    assert seen and all(np.allclose(c[1, 1] - c[0, 1], 0) for c in seen)
 
 
 def test_reader_result_structure_and_timings(card_reader):

@@ -119,6 +119,7 @@ APP_FIELDS = {
                FieldRule("address", ID_TEXT_MODEL, None, 4)),
 }
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
+TURN_MIN_ASPECT = 8.0  # refine also tries turned boxes on lines at least this many heights long
 # fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
 OPTIONAL_MODELS = {"card_expiry_name", ID_TEXT_MODEL}
 
@@ -430,9 +431,11 @@ class Reader:
 
     def _refine(self, rule, rec, dfa, lps, i, quad, found):
         """An uncertain field's line is read again from slightly different boxes (edges moved
-        across the line by +-12 % of its height, ends by 0.3 heights, the box turned by +-2 degrees
-        about its centre); the reading whose characters the model supports best wins (detector boxes
-        are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3 degrees in angle)."""
+        across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
+        heights long, the box turned by +-2 degrees about its centre; on shorter lines a turn moves
+        the ends less than the across moves already do); the reading whose characters the model
+        supports best wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along
+        the line and 2-3 degrees in angle)."""
         q = np.asarray(quad, np.float64)
         u = quad_axis(q)
         v = np.array([-u[1], u[0]])
@@ -442,8 +445,9 @@ class Reader:
         # all in line heights
         moves = [(0, 0, -0.12, -0.12, -0.12, -0.12), (0, 0, 0.12, 0.12, 0.12, 0.12),
                  (0, 0, 0.12, 0.12, -0.12, -0.12), (0, 0, -0.12, -0.12, 0.12, 0.12),
-                 (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0),
-                 (0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
+                 (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)]
+        if w >= TURN_MIN_ASPECT * h:
+            moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
         best_q, best = quad, found
         for a0, a1, *c in moves:
             cand = q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h
