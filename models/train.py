@@ -164,7 +164,10 @@ def parse_bits_for(items) -> tuple:
         pat, sep, b = item.rpartition("=")
         if not sep or not pat or not b.isdigit() or not 0 <= int(b) <= 8:
             raise SystemExit(f"--qat-bits-for {item!r}: expected REGEX=B with B in 0..8")
-        re.compile(pat)
+        try:
+            re.compile(pat)
+        except re.error as e:
+            raise SystemExit(f"--qat-bits-for {item!r}: not a regular expression ({e})") from None
         out.append((pat, int(b)))
     return tuple(out)
 
