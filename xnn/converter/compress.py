@@ -459,14 +459,11 @@ def _affine_i8(vals, groups, G, bits) -> _Values:
     lo[empty] = 0
     hi[empty] = 0
     lg, hg = lo[groups], hi[groups]
-    span = np.maximum(hg - lg, 1)
-    q0 = np.clip(((x - lg) * (K - 1)) // span, 0, K - 1)  # the level at or below x, or one under it
-    best, err = q0, np.abs(affine_i8_levels(lg, hg, q0, bits) - x)
-    for dq in (1, 2):
-        qc = np.clip(q0 + dq, 0, K - 1)
-        e = np.abs(affine_i8_levels(lg, hg, qc, bits) - x)
-        better = e < err
-        best, err = np.where(better, qc, best), np.where(better, e, err)
+    # level(q0) <= x <= level(q0 + 1): the nearest is one of the two
+    q0 = np.clip(((x - lg) * (K - 1)) // np.maximum(hg - lg, 1), 0, K - 1)
+    q1 = np.minimum(q0 + 1, K - 1)
+    up = np.abs(affine_i8_levels(lg, hg, q1, bits) - x) < np.abs(affine_i8_levels(lg, hg, q0, bits) - x)
+    best = np.where(up, q1, q0)
     params = np.stack([lo, hi], axis=1).astype(np.int8)
     return _Values({"values": "affine", "bits": bits, "params": "int8"},
                    params.tobytes() + pack_uint(best.astype(np.uint16), bits), f"uniform{bits}")
@@ -605,39 +602,36 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
     return Encoded(desc, payload), decoded, note
 
 
-def _max_distinct(w: np.ndarray, axis: int) -> int:
-    """The most distinct values any channel along `axis` holds."""
-    x = np.sort(np.moveaxis(np.asarray(w), axis, 0).reshape(w.shape[axis], -1), axis=1)
-    return int(((np.diff(x, axis=1) != 0).sum(axis=1) + 1).max())
+def _channel_rows(w: np.ndarray, axis: int) -> np.ndarray:
+    """w as (channels along `axis`, elements per channel), float64."""
+    return np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(w.shape[axis], -1)
 
 
 def _fitted(t, spec, target, kept, pruned, opts, label, cap):
-    """(bits, _encode_weight result) for the fewest bits B <= 7 (and below `cap`, the width the
-    other options give, None: 8) whose codes reproduce the tensor (CompressOptions.weight_bits_fit),
-    or None."""
+    """The _encode_weight result for the fewest bits B <= 7 (and below `cap`, the width the other
+    options give, None: 8) whose codes reproduce the tensor (CompressOptions.weight_bits_fit), or
+    None."""
     w = np.asarray(spec.data)
     dt = np.dtype(spec.dtype)
     if w.size == 0 or (dt.kind == "f" and not np.all(np.isfinite(w))):
         return None
-    d = _max_distinct(w, target.axis)
+    rows = _channel_rows(w, target.axis)
+    distinct = int(((np.diff(np.sort(rows, axis=1), axis=1) != 0).sum(axis=1) + 1).max())
+    # allowed error per channel: none for k-means (it keeps <= 2^B distinct values exactly), one
+    # integer for int8 uniform codes, float rounding of the channel's range for float uniform codes
+    if opts.codec == "kmeans":
+        tol = np.zeros((rows.shape[0], 1))
+    elif dt == np.int8:
+        tol = np.ones((rows.shape[0], 1))
+    else:
+        tol = 1e-5 * (rows.max(axis=1) - rows.min(axis=1))[:, None] + 1e-30
     top = min(7, cap - 1) if cap else 7
-    b = max(1, int(math.ceil(math.log2(d)))) if d > 1 else 1
-    for bits in range(b, top + 1):
+    for bits in range(max(1, math.ceil(math.log2(distinct))), top + 1):
         got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
-        enc, decoded = got[0], np.asarray(got[1])
-        if enc is None:
+        if got[0] is None:
             return None  # coding is not smaller: nothing to fit
-        err = np.abs(decoded.astype(np.float64) - w.astype(np.float64))
-        if dt == np.int8:
-            ok = err.max() <= (0 if opts.codec == "kmeans" else 1)
-        else:
-            span = np.moveaxis(w, target.axis, 0).reshape(w.shape[target.axis], -1)
-            rng = (span.max(axis=1) - span.min(axis=1)).astype(np.float64)
-            tol = np.moveaxis(np.broadcast_to(rng[(...,) + (None,) * (w.ndim - 1)],
-                                              np.moveaxis(w, target.axis, 0).shape), 0, target.axis)
-            ok = bool(np.all(err <= 1e-5 * tol + 1e-30)) if opts.codec == "uniform" else err.max() == 0
-        if ok:
-            return bits, got
+        if np.all(np.abs(_channel_rows(got[1], target.axis) - rows) <= tol):
+            return got
     return None
 
 
@@ -712,13 +706,8 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
                 g = _with_data(g, t, pruned)
                 spec = g.tensors[t]
             bits = opts.bits_for(spec.name, spec.size)
-            if opts.weight_bits_fit:
-                got = _fitted(t, spec, tg, kept, prune, opts, label, bits)
-                if got is not None:
-                    bits = got[0]
-                    enc, decoded, note = got[1]
-            if not (opts.weight_bits_fit and got is not None):
-                enc, decoded, note = _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
+            got = _fitted(t, spec, tg, kept, prune, opts, label, bits) if opts.weight_bits_fit else None
+            enc, decoded, note = got or _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
             if note and t in notes:
                 note = f"{notes[t]}; {note}"
             if decoded is not spec.data:

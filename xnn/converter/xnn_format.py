@@ -966,8 +966,7 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
             _fail(f"{what}: enc size {size} but the encoding needs a {payload}-byte payload")
     elif "size" in enc:
         _fail(f"{what}: 'size' is only for entropy-coded payloads")
-    d.update(params_i8=params_i8)
-    d.update(n=n, C=C, axis=axis, count=count, m=m, bits=bits, rank=rank, shared=shared,
+    d.update(n=n, C=C, axis=axis, count=count, m=m, bits=bits, rank=rank, shared=shared, params_i8=params_i8,
              groups=groups, sel_nbytes=sel_nbytes, val_nbytes=val_nbytes, payload=payload)
     return d
 

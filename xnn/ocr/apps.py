@@ -440,13 +440,13 @@ class Reader:
         u = quad_axis(q)
         v = np.array([-u[1], u[0]])
         w, h = quad_size(q)
-        r = 0.5 * (w / max(h, 1e-6)) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
         # (left end, right end along u; top-left, top-right, bottom-right, bottom-left across, along v),
         # all in line heights
         moves = [(0, 0, -0.12, -0.12, -0.12, -0.12), (0, 0, 0.12, 0.12, 0.12, 0.12),
                  (0, 0, 0.12, 0.12, -0.12, -0.12), (0, 0, -0.12, -0.12, 0.12, 0.12),
                  (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)]
-        if w >= TURN_MIN_ASPECT * h:
+        if h > 0 and w >= TURN_MIN_ASPECT * h:
+            r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
             moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
         best_q, best = quad, found
         for a0, a1, *c in moves:
