@@ -51,12 +51,14 @@ class RecSpec:
     cell_clip: float = 10.0   # the TF converter's fused LSTM clips the cell state at 10
     jitter: float = 0.05      # training crops: quad corners moved by up to jitter x line height
     box_jitter: float = 0.0   # training crops: box ends/edges moved like the detector's (render_lines)
+    merge_captions: float = 0.0  # training crops: share of lines boxed together with a caption before them
 
     @property
     def cache_name(self) -> str:
         """Folder name of this spec's rendered lines under the cache root."""
         return (f"{self.name}_w{self.width}" + ("" if self.jitter == 0.05 else f"_j{self.jitter:g}")
-                + (f"_b{self.box_jitter:g}" if self.box_jitter else ""))
+                + (f"_b{self.box_jitter:g}" if self.box_jitter else "")
+                + (f"_m{self.merge_captions:g}" if self.merge_captions else ""))
 
     @property
     def frames(self) -> int:
@@ -129,7 +131,8 @@ def render_set(spec: RecSpec, n: int, seed: int, start: int = 0):
     from .data import render_lines
 
     lines = render_lines(spec.domain, n, seed=seed, fields=spec.fields, max_width=spec.width,
-                         start=start, jitter=spec.jitter, box_jitter=spec.box_jitter)
+                         start=start, jitter=spec.jitter, box_jitter=spec.box_jitter,
+                         merge_captions=spec.merge_captions)
     x = np.stack([prepare_line(im, spec.width) for im, _ in lines])
     return x, [t for _, t in lines]
 

@@ -190,6 +190,9 @@ def test_refine_tries_moved_and_turned_boxes(card_reader):
     seen = []
 
     class Lines:
+        image = np.full((120, 260, 3), 128, np.uint8)   # flat: tighten_quad finds no band to add
+        fill = (128, 128, 128)
+
         def read(self, rec, quad):
             seen.append(np.asarray(quad, np.float64))
             return None
@@ -422,3 +425,69 @@ def test_id_rows_follow_the_card_layout_from_true_boxes():
     assert sum(len(r.items) for r in apps.id_rows(quads)) == len(quads)
     assert apps.id_rows(np.zeros((0, 4, 2))) == []
 
+
+
+def test_card_layout_puts_expiry_and_name_below_the_number():
+    """On rendered cards (all layouts, rotated and in perspective) the true expiry and name lines pass
+    the reader's below-the-number filter and the bank name, tier and brand lines above do not."""
+    from models.data import generate
+
+    kept = {"expiry": 0, "name": 0}
+    above = 0
+    for i in range(40):
+        smp = generate("card", 8, 2000 + i)
+        num = next(x for x in smp.lines if x.field == "number").quad
+        for ln in smp.lines:
+            inside = apps._below(ln.quad, num, *apps.CARD_BELOW_NUMBER.get(ln.field, (0.6, 7.0, 2.0)))
+            if ln.field in kept:
+                kept[ln.field] += inside
+            elif ln.field in ("bank", "number"):
+                above += 1
+                assert not inside, (i, ln.field, ln.text)
+    assert kept == {"expiry": 40, "name": 40} and above >= 80
+
+
+def test_card_name_grammar_and_captions():
+    """A holder name has two or more words inside the search; printed captions are not names."""
+    d = rules.card_name()
+    assert d.accepts("JOHN SMITH") and d.accepts("LI NA") and not d.accepts("VISA") and not d.accepts("JOHN")
+    assert rules.card_caption("VALID THRU") and rules.card_caption("GOOD THRU") and rules.card_caption("EXPIRES END")
+    assert not rules.card_caption("JOHN SMITH") and not rules.card_caption("VALID SMITH") and not rules.card_caption("")
+
+
+@settings(max_examples=12, deadline=None)
+@given(angle=st.floats(-2.5, 2.5), shift=st.floats(-0.35, 0.35), tall=st.floats(1.2, 1.8), seed=st.integers(0, 99))
+def test_tighten_quad_finds_a_tilted_text_band_in_a_loose_box(angle, shift, tall, seed):
+    """A band of vertical strokes (a text line's signature) turned by `angle` inside a box that is
+    `tall` times too tall and slid across by `shift` heights: tighten_quad returns the band's angle,
+    centre line and height."""
+    from PIL import Image
+
+    from xnn.ocr.geometry import quad_angle, quad_size, tighten_quad
+
+    rng = np.random.default_rng(seed)
+    H, W, h, x0, x1, yc = 200, 480, 20, 60, 420, 100
+    a = np.full((H, W), 200, np.uint8)
+    x = x0
+    while x < x1:                                   # strokes 1-3 px wide, 2-6 px apart, in rows yc +- h/2
+        sw = int(rng.integers(1, 4))
+        a[yc - h // 2:yc + h // 2, x:x + sw] = 30
+        x += sw + int(rng.integers(2, 7))
+    img = np.asarray(Image.fromarray(a).rotate(-angle, resample=Image.BILINEAR, center=(W / 2, yc), fillcolor=200))
+    # the loose, axis-aligned detector box
+    bh = tall * h
+    c = np.array([W / 2, yc + shift * h])
+    box = np.float32([[x0, c[1] - bh / 2], [x1, c[1] - bh / 2], [x1, c[1] + bh / 2], [x0, c[1] + bh / 2]])
+    t = tighten_quad(img, box)
+    assert t is not None
+    assert abs(quad_angle(t) - angle) <= 0.6
+    assert abs(float(t.mean(0)[1]) - yc) <= 0.2 * h          # the band's centre line (it turns about it)
+    assert 0.75 * h <= quad_size(t)[1] <= 1.35 * h
+
+
+def test_tighten_quad_degenerate_and_flat():
+    from xnn.ocr.geometry import tighten_quad
+
+    img = np.full((50, 80, 3), 128, np.uint8)
+    assert tighten_quad(img, np.float32([[10, 10], [10, 10], [10, 10], [10, 10]])) is None
+    assert tighten_quad(img, np.float32([[10, 10], [70, 10], [70, 30], [10, 30]])) is None   # nothing drawn

@@ -182,8 +182,8 @@ def test_id_check_char_matches(first17):
 def test_small_validators():
     assert R.expiry_ok("01/24") and R.expiry_ok("12/99")
     assert not any(R.expiry_ok(t) for t in ("00/25", "13/25", "1/25", "01-25", "01/2"))
-    assert R.card_name_ok("JOHN SMITH") and R.card_name_ok("J. R. R. TOLKIEN") and R.card_name_ok("LI")
-    assert not any(R.card_name_ok(t) for t in ("A", "JOHN  SMITH", " JOHN", "JOHN ", ".JOHN", "John",
+    assert R.card_name_ok("JOHN SMITH") and R.card_name_ok("J. R. R. TOLKIEN") and R.card_name_ok("LI NA")
+    assert not any(R.card_name_ok(t) for t in ("A", "LI", "JOHN", "JOHN  SMITH", " JOHN", "JOHN ", ".JOHN", "John",
                                                 "A" * 27, "JOHN .SMITH"))
     assert R.reading_ok("00123") and R.reading_ok("12345678") and not R.reading_ok("1234")
     assert R.reading_ok("1234", n_digits=4) and not R.meter_reading(4).accepts("12345")
@@ -365,7 +365,7 @@ def test_compile_charset_lacking_characters():
 
 def test_state_counts():
     counts = {key: R.GRAMMARS[key]().n_states for key in KEYS}
-    limits = {("card", "number"): 8000, ("card", "expiry"): 10, ("card", "name"): 60,
+    limits = {("card", "number"): 8000, ("card", "expiry"): 10, ("card", "name"): 80,
               ("meter", "reading"): 10, ("plate", "plate"): 40, ("vin", "vin"): 200,
               ("idcard", "id_number"): 300}
     for key in KEYS:

@@ -89,8 +89,31 @@ def render_pages(domain: str, n: int, seed: int = 0, start: int = 0, **kw):
     return out
 
 
+def _with_caption(q, lh, captions, rng, p):
+    """q with its left end moved out over a caption on its row that ends at most 2 line heights before
+    q starts (probability p, drawn only when there is one), else q."""
+    u = (q[1] - q[0]) + (q[2] - q[3])
+    u = u / max(1e-9, float(np.linalg.norm(u)))
+    v = np.array([-u[1], u[0]])
+    c0 = q.mean(0)
+    start = float(((q - c0) @ u).min())
+    for cq in captions:
+        d = (np.asarray(cq, np.float64) - c0)
+        along = d @ u
+        if abs(float(d.mean(0) @ v)) < 0.6 * lh and start - 2 * lh < along.max() < start + 0.5 * lh \
+                and along.min() < start:
+            if rng.random() < p:
+                shift = (float(along.min()) - start) * u
+                q = q.copy()
+                q[0] += shift
+                q[3] += shift
+            return q
+    return q
+
+
 def render_lines(domain: str, n: int, seed: int = 0, height: int = 32, fields=None, jitter: float = 0.05,
-                 max_width: int | None = None, start: int = 0, box_jitter: float = 0.0):
+                 max_width: int | None = None, start: int = 0, box_jitter: float = 0.0,
+                 merge_captions: float = 0.0):
     """n (line image, text) pairs, rectified to `height` rows by crop_line from consecutive samples of
     `seed`. fields: only lines of these fields (e.g. ("number",)); default: every line. jitter moves
     each quad corner by up to jitter x line height (uniform), like an imprecise detector box, drawn
@@ -98,7 +121,10 @@ def render_lines(domain: str, n: int, seed: int = 0, height: int = 32, fields=No
     (then drawn from the same generator) moves each end of the box along the line, outwards by up to
     3b or inwards by up to b, and its top and bottom edges across it by up to b line heights, like
     the text detector's boxes, whose ends are off by ~0.3-0.6 (mostly too long) and edges by
-    ~0.1-0.35 line heights (medians on held-out pages)."""
+    ~0.1-0.35 line heights (medians on held-out pages). merge_captions p: a line with a small
+    caption in front of it on its row (a "label" line, e.g. VALID THRU before a card's expiry) is
+    cropped with probability p from a box that takes the caption in too, as the detector boxes
+    them as one line; its text stays the field's (the model learns to pass over captions)."""
     fields = set(fields) if fields else None
     out = []
     i = start
@@ -110,6 +136,8 @@ def render_lines(domain: str, n: int, seed: int = 0, height: int = 32, fields=No
                 continue
             q = ln.quad.astype(np.float64)
             lh = 0.5 * (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1]))
+            if merge_captions > 0:
+                q = _with_caption(q, lh, [c.quad for c in s.lines if c.field == "label"], rng, merge_captions)
             q = q + rng.uniform(-jitter, jitter, (4, 2)) * lh
             if box_jitter > 0:
                 u = (q[1] - q[0]) + (q[2] - q[3])

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import XnnError
 from . import rules
 from .engine import Detector, Recognizer
-from .geometry import fill_color, quad_axis, quad_size
+from .geometry import fill_color, quad_axis, quad_size, tighten_quad
 
 APPS = ("card", "meter", "plate", "vin", "idcard", "text")
 
@@ -118,8 +118,14 @@ APP_FIELDS = {
                FieldRule("name", ID_TEXT_MODEL, None, 2),
                FieldRule("address", ID_TEXT_MODEL, None, 4)),
 }
+# card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
+# lie below the number, within the card: (least, most) centre offset across the number line, in
+# number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
+# edge; the card's bottom edge is ~5 heights below it)
+CARD_BELOW_NUMBER = {"expiry": (0.6, 7.0, 2.0), "name": (0.6, 7.0, 2.0)}
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
-TURN_MIN_ASPECT = 8.0  # refine also tries turned boxes on lines at least this many heights long
+TURN_MIN_ASPECT = 8.0
+ # refine also tries turned boxes on lines at least this many heights long
 # fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
 OPTIONAL_MODELS = {"card_expiry_name", ID_TEXT_MODEL}
 
@@ -155,6 +161,7 @@ class Reader:
         self.meter_digits = None if meter_digits is None else int(meter_digits)
         self.min_confidence = float(min_confidence)
         self.refine = bool(refine)
+        self.refine_tight = True
         if int(beam) < 1:
             raise XnnError(f"beam must be >= 1, got {beam}")
         self.beam = int(beam)
@@ -277,6 +284,8 @@ class Reader:
             # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
             # before it is recognized
             fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars]
+            if self.app == "card" and rule.name in CARD_BELOW_NUMBER and "number" in fields:
+                fits = [i for i in fits if _below(quads[i], fields["number"].quad, *CARD_BELOW_NUMBER[rule.name])]
             greedy = {i: lps.greedy_len(rule.model, i) for i in fits}
             greedy = {i: n for i, n in greedy.items() if n is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
@@ -285,6 +294,8 @@ class Reader:
             for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
                 for i in lines_:
                     found = rec.decode(lps.get(rule.model, i), dfa=dfa, top_k=2, width=width)
+                    if rule.grammar == ("card", "name"):    # a caption (VALID THRU) is no name
+                        found = [g for g in found if not rules.card_caption(rec.text(g.labels))]
                     if found:
                         results.append((i, found))
                 if results:
@@ -448,9 +459,13 @@ class Reader:
         if h > 0 and w >= TURN_MIN_ASPECT * h:
             r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
             moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
+        cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for a0, a1, *c in moves]
+        if self.refine_tight:
+            t = tighten_quad(lps.image, q, lps.fill)
+            if t is not None:
+                cands.append(t)
         best_q, best = quad, found
-        for a0, a1, *c in moves:
-            cand = q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h
+        for cand in cands:
             lp = lps.read(rec, cand)
             if lp is None:
                 continue
@@ -567,6 +582,22 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
             vals = vals[1:]
         out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
     return out
+
+
+def _below(quad, ref, lo: float, hi: float, past_ends: float) -> bool:
+    """Whether a line's centre lies lo..hi reference-line heights below the reference line (across
+    it, down the page in its frame) and its box overlaps the reference's span grown by past_ends
+    heights at both ends."""
+    ref = np.asarray(ref, np.float64).reshape(4, 2)
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    u = quad_axis(ref)
+    v = np.array([-u[1], u[0]])
+    w, h = quad_size(ref)
+    h = max(h, 1e-6)
+    d = (q - ref.mean(0)) / h
+    along = d @ u
+    return lo <= float(d.mean(0) @ v) <= hi and along.max() >= -0.5 * w / h - past_ends and \
+        along.min() <= 0.5 * w / h + past_ends
 
 
 def _aspect(quad) -> float:

@@ -137,6 +137,69 @@ def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15
     return np.asarray(out)
 
 
+def tighten_quad(image: np.ndarray, quad, fill: tuple | None = None, grow: float = 0.3, max_turn: float = 3.0,
+                 rows: int = 48) -> np.ndarray | None:
+    """The text band inside a detector box. The box, grown across by `grow` heights each side (and by
+    the end shift of a max_turn turn), is cut out once at `rows` rows; G = |dI/dx| (text is dense in
+    vertical strokes). For each turn a in -max_turn..+max_turn (0.5-degree steps) the row profile
+    E_a(y) = mean_x G(y + tan(a) (x - x_c), x) is taken (a shear: the small-angle turn), and the
+    most peaked one wins (largest variance / mean^2: the text's rows line up). Its band is the run of
+    rows around the peak with E >= 0.45 max E. Returns that band as a quad as long as the box, turned
+    by a (None for a degenerate box or a flat profile)."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    w, h = quad_size(q)
+    if h < 2 or w < 2:
+        return None
+    u = quad_axis(q)
+    v = np.array([-u[1], u[0]])
+    c = q.mean(0)
+    hw, hh = 0.5 * w, 0.5 * h * (1 + 2 * grow)
+    hb = hh + hw * np.tan(np.radians(max_turn))          # half height of the cut, covering every turn
+    scale = 2 * hb / rows                                 # image pixels per crop pixel
+    cols = int(min(1024, max(8, round(w / scale))))
+    box = np.array([c - hw * u - hb * v, c + hw * u - hb * v, c + hw * u + hb * v, c - hw * u + hb * v])
+    if fill is None:
+        fill = fill_color(image)
+    try:
+        g = crop_line(image, box, height=rows, pad_x=0, pad_y=0, max_width=cols, fill=fill)
+    except ValueError:
+        return None
+    g = g.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gx = np.abs(np.diff(g, axis=1))
+    n_cols = gx.shape[1]
+    xs = (np.arange(n_cols) + 1.0 - 0.5 * g.shape[1]) * (w / g.shape[1]) / scale   # crop rows per column
+    half = int(hh / scale)                                 # profile rows: the grown box, not the margin
+    ys = np.arange(rows // 2 - half, rows // 2 + half)
+    best = None
+    for a in np.arange(-max_turn, max_turn + 1e-9, 0.5):
+        idx = np.clip(ys[:, None] + np.round(np.tan(np.radians(a)) * xs)[None, :].astype(int), 0, rows - 1)
+        e = gx[idx, np.arange(n_cols)[None, :]].mean(1)
+        m = float(e.mean())
+        if m < 1e-3:
+            continue
+        score = float(e.var()) / (m * m)
+        if best is None or score > best[0]:
+            best = (score, e, a)
+    if best is None:
+        return None
+    _, e, a = best
+    k = int(np.argmax(e))
+    thr = 0.45 * float(e[k])
+    y0 = k
+    while y0 > 0 and e[y0 - 1] >= thr:
+        y0 -= 1
+    y1 = k
+    while y1 < len(e) - 1 and e[y1 + 1] >= thr:
+        y1 += 1
+    top, bot = (ys[y0] - rows / 2) * scale, (ys[y1] + 1 - rows / 2) * scale
+    t = np.radians(a)
+    ua = np.cos(t) * u + np.sin(t) * v
+    va = np.array([-ua[1], ua[0]])
+    cc, half_h = c + 0.5 * (top + bot) * v, 0.5 * (bot - top)
+    return np.array([cc - hw * ua - half_h * va, cc + hw * ua - half_h * va, cc + hw * ua + half_h * va,
+                     cc - hw * ua + half_h * va])
+
+
 def prepare_line(rgb: np.ndarray, width: int) -> np.ndarray:
     """A rectified line crop (h x w x 3 uint8, or h x w gray) -> the recognizer's (32, width) uint8:
     gray = 0.299 R + 0.587 G + 0.114 B; the line scaled to 32 rows keeping its aspect ratio and

@@ -36,7 +36,9 @@ card_number   issuer-consistent digits, Luhn-valid, printed with the issuer's gr
               Luhn (ISO/IEC 7812-1): from the right, every second digit starting with the one left of
               the check digit is doubled (2d - 9 when 2d > 9); the total must be 0 mod 10.
 card_expiry   "MM/YY", MM 01-12.
-card_name     words of A-Z and '.' (a word starts with a letter) separated by single spaces, 2-26 chars.
+card_name     2-26 chars: at least two words (given name and surname, as cards emboss them) of A-Z and
+              '.' (a word starts with a letter) separated by single spaces. (The card reader also
+              drops readings made only of printed captions, CARD_CAPTIONS: VALID THRU, ...)
 meter_reading exactly n digits, or 5-8 digits.
 plate         mainland plates without the separator dot, letters A-Z without I and O:
               province + letter + 5 alnum (at most 2 letters)          blue / yellow
@@ -74,6 +76,7 @@ __all__ = [
     "Dfa", "union", "intersect", "concat", "with_checksum", "insert_separators",
     "card_number", "card_expiry", "card_name", "meter_reading", "plate", "vin", "id_number",
     "luhn_ok", "card_issuer", "card_groupings", "card_number_ok", "expiry_ok", "card_name_ok", "reading_ok",
+    "CARD_CAPTIONS", "card_caption",
     "plate_ok", "vin_value", "vin_check_char", "vin_ok", "id_check_char", "id_ok", "id_info",
     "GRAMMARS", "VALIDATORS", "constraint", "grammar_key",
     "DIGITS", "PLATE_LETTERS", "PROVINCES", "VIN_CHARS", "VIN_YEAR_CHARS", "VIN_WEIGHTS", "ID_WEIGHTS",
@@ -576,27 +579,42 @@ NAME_MIN, NAME_MAX = 2, 26
 
 
 def card_name_ok(text: str) -> bool:
-    """Words of A-Z and '.', each starting with a letter, single spaces between, 2-26 characters."""
+    """At least two words of A-Z and '.', each starting with a letter, single spaces between, 2-26
+    characters (the automaton's language; the reader also drops readings made of CARD_CAPTIONS)."""
     if not NAME_MIN <= len(text) <= NAME_MAX:
         return False
     words = text.split(" ")
-    return all(w and w[0] in UPPER and all(c in UPPER + "." for c in w) for w in words)
+    return len(words) >= 2 and all(w and w[0] in UPPER and all(c in UPPER + "." for c in w) for w in words)
+
+
+# captions printed near the expiry (and tier words), never a holder's name
+CARD_CAPTIONS = frozenset({"VALID", "THRU", "GOOD", "FROM", "EXPIRES", "EXPIRY", "END", "MONTH", "YEAR",
+                           "MONTH/YEAR", "DATE", "MEMBER", "SINCE", "VALID/THRU"})
+
+
+def card_caption(text: str) -> bool:
+    """True when every word of text is a printed card caption (VALID THRU, GOOD THRU, EXPIRES END)."""
+    words = text.split()
+    return bool(words) and all(w in CARD_CAPTIONS for w in words)
 
 
 @functools.lru_cache(maxsize=None)
 def card_name() -> Dfa:
-    # state (length, where): where 0 = start, 1 = just after a space, 2 = inside a word
+    """The word grammar of card_name_ok; the caption test is applied to the decoded readings
+    (Reader._read_fields), as it is a list of whole words rather than a character rule."""
+    # state (length, where, words): where 0 = start, 1 = just after a space, 2 = inside a word;
+    # words counts started words, capped at 2
     def step(state, ch):
-        n, where = state
+        n, where, words = state
         if n >= NAME_MAX:
             return None
         if ch == " ":
-            return (n + 1, 1) if where == 2 else None
+            return (n + 1, 1, words) if where == 2 else None
         if ch == ".":
-            return (n + 1, 2) if where == 2 else None
-        return (n + 1, 2)
+            return (n + 1, 2, words) if where == 2 else None
+        return (n + 1, 2, words if where == 2 else min(2, words + 1))
 
-    return Dfa.explore(UPPER + " .", (0, 0), step, lambda st: st[1] == 2 and st[0] >= NAME_MIN)
+    return Dfa.explore(UPPER + " .", (0, 0, 0), step, lambda st: st[1] == 2 and st[0] >= NAME_MIN and st[2] >= 2)
 
 
 # ---- meters -------------------------------------------------------------------------------------
