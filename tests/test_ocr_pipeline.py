@@ -491,3 +491,30 @@ def test_tighten_quad_degenerate_and_flat():
     img = np.full((50, 80, 3), 128, np.uint8)
     assert tighten_quad(img, np.float32([[10, 10], [10, 10], [10, 10], [10, 10]])) is None
     assert tighten_quad(img, np.float32([[10, 10], [70, 10], [70, 30], [10, 30]])) is None   # nothing drawn
+
+
+def test_row_unions_join_pieces_of_one_row_only():
+    """Two pieces of a split card number (6-13 grouping, a wide gap) on a 5-degree row join into one
+    box spanning both; a box on the next row, a steeper box and a far box stay out."""
+    def box(x0, x1, yc, h, deg=5.0):
+        t = np.radians(deg)
+        u, v = np.array([np.cos(t), np.sin(t)]), np.array([-np.sin(t), np.cos(t)])
+        c0 = np.array([0.0, yc])
+        return np.array([c0 + x0 * u - h / 2 * v, c0 + x1 * u - h / 2 * v, c0 + x1 * u + h / 2 * v,
+                         c0 + x0 * u + h / 2 * v], np.float32)
+
+    a, b = box(20, 80, 100, 16), box(110, 300, 100, 17)     # gap 30 px < 3 heights
+    below = box(20, 120, 130, 12)                            # the next row (expiry)
+    steep = box(310, 360, 100 + 26, 16, deg=25.0)
+    far = box(420, 480, 100, 16)                             # gap 120 px > 3 heights
+    quads = np.stack([a, below, b, steep, far])
+    out, members = apps.row_unions(quads)
+    assert list(members.values()) == [frozenset({0, 2})] and list(members) == [5]
+    j = out[0]
+    from xnn.ocr.geometry import quad_angle, quad_size
+    assert abs(quad_angle(j) - 5.0) < 0.1 and abs(quad_size(j)[0] - 280) < 1.0 and abs(quad_size(j)[1] - 17) < 0.1
+    u = np.array([np.cos(np.radians(5)), np.sin(np.radians(5))])
+    assert abs(float((j[0] - a[0]) @ u)) < 0.6 and abs(float((j[1] - b[1]) @ u)) < 0.6  # from a's start to b's end
+    np.testing.assert_allclose(j.mean(0), (0.5 * (j[0] + j[1]) + 0.5 * (j[2] + j[3])) / 2, atol=1e-3)
+    assert abs(float((j.mean(0) - b.mean(0)) @ np.array([-u[1], u[0]]))) < 0.1      # on the longer box's line
+    assert apps.row_unions(quads[:1])[0].shape == (0, 4, 2)

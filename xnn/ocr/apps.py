@@ -123,6 +123,7 @@ APP_FIELDS = {
 # number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
 # edge; the card's bottom edge is ~5 heights below it)
 CARD_BELOW_NUMBER = {"expiry": (0.6, 7.0, 2.0), "name": (0.6, 7.0, 2.0)}
+JOIN_MIN_CHARS = 10  # fields this long (card number, VIN, ID number) also try row_unions' joined boxes
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
 TURN_MIN_ASPECT = 8.0
  # refine also tries turned boxes on lines at least this many heights long
@@ -162,6 +163,7 @@ class Reader:
         self.min_confidence = float(min_confidence)
         self.refine = bool(refine)
         self.refine_tight = True
+        self.join_rows = True
         if int(beam) < 1:
             raise XnnError(f"beam must be >= 1, got {beam}")
         self.beam = int(beam)
@@ -240,6 +242,16 @@ class Reader:
             quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
             scores = np.ones(len(quads))
         t["detect"] = time.perf_counter() - t0
+        detections = np.asarray(quads, np.float32).reshape(-1, 4, 2)
+        joined = {}
+        if self.join_rows and self.app != "text" and any(r.min_chars >= JOIN_MIN_CHARS for r in self.rules):
+            # a long field split by the detector at a wide gap (a card number's 6-13 grouping): the
+            # boxes of one row, joined, are extra candidate lines for long fields only
+            extra, joined = row_unions(detections)
+            if len(extra):
+                quads = np.concatenate([detections, extra])
+                scores = np.concatenate([np.asarray(scores, np.float64),
+                                         [min(float(scores[k]) for k in joined[i]) for i in sorted(joined)]])
         # log-probs per (recognizer, line), computed when a field first asks for them: a line already
         # taken by a field is not recognized again by the next field's model; crops are shared by
         # recognizers of one input width
@@ -249,10 +261,10 @@ class Reader:
             lines = self._read_text(quads, scores, lps)
             fields, missing, rejected = {}, [], {}
         else:
-            fields, missing, lines, rejected = self._read_fields(quads, scores, lps)
+            fields, missing, lines, rejected = self._read_fields(quads, scores, lps, joined)
         t["decode"] = time.perf_counter() - t3 - t["crop"] - t["recognize"]
         return OcrResult(self.app, fields, lines, missing, t, image_size=image.shape[:2],
-                         detections=np.asarray(quads, np.float32).reshape(-1, 4, 2), rejected=rejected)
+                         detections=detections, rejected=rejected)
 
     def _read_text(self, quads, scores, lps):
         lines = []
@@ -270,8 +282,10 @@ class Reader:
                 lines.append(best)
         return lines
 
-    def _read_fields(self, quads, scores, lps):
+    def _read_fields(self, quads, scores, lps, joined=None):
+        """joined: {index of an extra line in quads: the detected lines it joins} (row_unions)."""
         fields, missing, used, rejected = {}, [], set(), {}
+        joined = joined or {}
         lines = []
         for rule in self.rules:
             rec = self.recognizers.get(rule.model)
@@ -283,7 +297,8 @@ class Reader:
             dfa = self._dfa(rule, rec)
             # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
             # before it is recognized
-            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars]
+            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars
+                    and (i not in joined or (rule.min_chars >= JOIN_MIN_CHARS and not joined[i] & used))]
             if self.app == "card" and rule.name in CARD_BELOW_NUMBER and "number" in fields:
                 fits = [i for i in fits if _below(quads[i], fields["number"].quad, *CARD_BELOW_NUMBER[rule.name])]
             greedy = {i: lps.greedy_len(rule.model, i) for i in fits}
@@ -321,13 +336,14 @@ class Reader:
                 missing.append(rule.name)
                 continue
             used.add(i)
+            used.update(joined.get(i, ()))
             fields[rule.name] = f
             lines.append(LineRead(fields[rule.name].raw, fields[rule.name].confidence, quads[i], float(scores[i]),
                                   rule.model))
         if self.app == "idcard":
             fields.update(id_derived_fields(fields.get("id_number")))
             if ID_TEXT_MODEL in self.recognizers:
-                self._read_id_text(quads, scores, lps, fields, missing, lines, rejected, used)
+                self._read_id_text(quads, scores, lps, fields, missing, lines, rejected, used | set(joined))
         return fields, missing, lines, rejected
 
     def _read_id_text(self, quads, scores, lps, fields, missing, lines, rejected, used):
@@ -582,6 +598,58 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
             vals = vals[1:]
         out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
     return out
+
+
+def row_unions(quads, max_gap: float = 3.0):
+    """Boxes that continue one another along a text row, joined: two boxes chain when their
+    directions agree within ~10 degrees, their heights within 1.6x, their centres lie within half the
+    smaller height across the longer box's line and the gap between their ends is at most max_gap
+    heights. Returns (quads (m, 4, 2) float32: one per chain of >= 2 boxes, spanning its boxes along
+    the longest box's line, as tall as that box; {len(quads) + k: frozenset of the boxes joined})."""
+    q = np.asarray(quads, np.float64).reshape(-1, 4, 2)
+    n = len(q)
+    if n < 2:
+        return np.zeros((0, 4, 2), np.float32), {}
+    geo = []
+    for i in range(n):
+        w, h = quad_size(q[i])
+        u = quad_axis(q[i])
+        geo.append((q[i].mean(0), u, np.array([-u[1], u[0]]), max(h, 1e-6), w))
+    parent = list(range(n))
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(n):
+        for b in range(a + 1, n):
+            ca, ua, va, ha, wa = geo[a]
+            cb, ub, vb, hb, wb = geo[b]
+            if abs(float(ua @ ub)) < 0.985 or max(ha, hb) > 1.6 * min(ha, hb):
+                continue
+            c, u, v = (ca, ua, va) if wa >= wb else (cb, ub, vb)
+            if abs(float((cb - ca) @ v)) >= 0.5 * min(ha, hb):
+                continue
+            pa, pb = (q[a] - c) @ u, (q[b] - c) @ u
+            if max(pb.min() - pa.max(), pa.min() - pb.max()) <= max_gap * max(ha, hb):
+                parent[root(b)] = root(a)
+    groups = {}
+    for a in range(n):
+        groups.setdefault(root(a), []).append(a)
+    out, members = [], {}
+    for g in groups.values():
+        if len(g) < 2:
+            continue
+        k = max(g, key=lambda i: geo[i][4])
+        c, u, v, h, _ = geo[k]
+        along = np.concatenate([(q[i] - c) @ u for i in g])
+        lo, hi = float(along.min()), float(along.max())
+        out.append([c + lo * u - 0.5 * h * v, c + hi * u - 0.5 * h * v, c + hi * u + 0.5 * h * v,
+                    c + lo * u + 0.5 * h * v])
+        members[n + len(out) - 1] = frozenset(g)
+    return np.asarray(out, np.float32).reshape(-1, 4, 2), members
 
 
 def _below(quad, ref, lo: float, hi: float, past_ends: float) -> bool:
