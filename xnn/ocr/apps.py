@@ -104,6 +104,8 @@ class FieldRule:
     grammar: tuple
     min_chars: int = 1
     strip: str = ""          # characters removed by normalization (card number grouping spaces)
+    tallest: bool = False    # the field is the page's most prominent text: among confidently valid
+                             # lines take the tallest (a meter's register beside its serial number)
 
 
 ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card names and address rows
@@ -111,7 +113,7 @@ APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4),
              FieldRule("name", "card_expiry_name", ("card", "name"), 3)),
-    "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4),),
+    "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
     "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),
@@ -123,6 +125,7 @@ APP_FIELDS = {
 # number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
 # edge; the card's bottom edge is ~5 heights below it)
 CARD_BELOW_NUMBER = {"expiry": (0.6, 7.0, 2.0), "name": (0.6, 7.0, 2.0)}
+TALLEST_MIN_SCORE = -3.0  # FieldRule.tallest: lines whose characters' summed log posteriors reach this
 JOIN_MIN_CHARS = 10  # fields this long (card number, VIN, ID number) also try row_unions' joined boxes
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
 TURN_MIN_ASPECT = 8.0
@@ -319,6 +322,11 @@ class Reader:
                 missing.append(rule.name)
                 continue
             results.sort(key=lambda t: -_score(t[1][0]))
+            if rule.tallest:
+                sure = [t for t in results if _score(t[1][0]) >= TALLEST_MIN_SCORE]
+                if sure:
+                    results.remove(max(sure, key=lambda t: quad_size(quads[t[0]])[1]))
+                    results.insert(0, max(sure, key=lambda t: quad_size(quads[t[0]])[1]))
             i, found = results[0]
             quad = quads[i]
             if self.refine and np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW:
