@@ -118,3 +118,11 @@ def test_ocr_batch_reports_bad_files_and_continues(capsys, tmp_path):
     assert [os.path.basename(d["file"]) for d in docs] == ["a_card.jpg", "c_card.jpg"]
     assert "b_broken.jpg" in err and "1 unreadable" in err and "3 files" in err
     assert rc == 1
+
+
+def test_ocr_fields_option(capsys):
+    rc, out, err = run(capsys, "ocr", os.path.join(EX, "card.jpg"), "--app", "card", "--fields", "number", "--json")
+    d = json.loads(out)
+    assert set(d["fields"]) | set(d["missing"]) == {"number"}
+    rc, out, err = run(capsys, "ocr", os.path.join(EX, "card.jpg"), "--app", "card", "--fields", "pin")
+    assert rc != 0 and "no field" in err and "number, expiry, name" in err

@@ -493,8 +493,9 @@ def cmd_ocr(args) -> int:
     if not args.frames and not os.path.isdir(src):
         image = imageio.load_image(src)          # a bad file fails before any model loads
     t_load = time.perf_counter()
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields is not None else None
     reader = Reader(args.app, beam=args.beam, num_threads=args.threads, meter_digits=args.digits,
-                    min_confidence=args.min_conf)
+                    min_confidence=args.min_conf, fields=fields)
     reader.warmup()
     t_load = time.perf_counter() - t_load
     if not args.json:
@@ -643,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(fn=cmd_run)
     po = sub.add_parser("ocr", help="read text from an image (or every image of a directory) with the shipped models",
                         description="Detect text lines, recognize them and, with --app, return validated fields "
-                                    "(card: number; meter: reading; plate; vin; idcard: ID number and "
-                                    "what it encodes). Exit status: 0 = read, 1 = nothing found or some files "
+                                    "(card: number, expiry, holder name; meter: reading; plate; vin; idcard: ID "
+                                    "number and what it encodes, name, address). Exit status: 0 = read, 1 = nothing found or some files "
                                     "unreadable, 2 = usage error.")
     po.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or a directory of images (batch mode)")
     po.add_argument("--app", default="text", choices=("card", "meter", "plate", "vin", "idcard", "text"),
@@ -663,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     po.add_argument("--digits", type=int, metavar="N", help="--app meter: the register has exactly N digit wheels "
                                                          "(default: any of 5-8)")
+    po.add_argument("--fields", metavar="F[,F...]",
+                    help="read only these fields of the app (e.g. --app card --fields number: about twice as "
+                         "fast as number + expiry + name)")
     po.add_argument("--no-quality", action="store_true", help="skip the capture-quality hints")
     po.set_defaults(fn=cmd_ocr)
     return p

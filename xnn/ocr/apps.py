@@ -106,13 +106,14 @@ class FieldRule:
     strip: str = ""          # characters removed by normalization (card number grouping spaces)
     tallest: bool = False    # the field is the page's most prominent text: among confidently valid
                              # lines take the tallest (a meter's register beside its serial number)
+    refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
 
 
 ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card names and address rows
 APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
-             FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4),
-             FieldRule("name", "card_expiry_name", ("card", "name"), 3)),
+             FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0),
+             FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1)),
     "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
@@ -152,11 +153,13 @@ class Reader:
     with a lower posterior is not trusted: it goes to `missing`, and to `rejected` for inspection
     (the rules can force a reading the model does not believe). meter_digits: exact wheel count.
     refine: re-read uncertain fields from nearby boxes (Reader._refine).
-    models: optional {zoo name: path} overrides (e.g. a compressed .xnn)."""
+    models: optional {zoo name: path} overrides (e.g. a compressed .xnn).
+    fields: read only these of the app's fields (e.g. ("number",) for a card: half the time of a
+    full card read; the models of the other fields are not loaded)."""
 
     def __init__(self, app: str = "text", beam: int = 128, num_threads: int = 1, models: dict | None = None,
                  detector: str = "detector", det_threshold: float = 0.5, meter_digits: int | None = None,
-                 min_confidence: float = 0.01, refine: bool = True):
+                 min_confidence: float = 0.01, refine: bool = True, fields=None):
         if app not in APPS:
             raise XnnError(f"unknown app {app!r}; choose one of {', '.join(APPS)}")
         self.app = app
@@ -167,12 +170,21 @@ class Reader:
         self.refine = bool(refine)
         self.refine_tight = True
         self.join_rows = True
+        self.refine_stop = True
         if int(beam) < 1:
             raise XnnError(f"beam must be >= 1, got {beam}")
         self.beam = int(beam)
         models = dict(models or {})
         self.detector = Detector(models.get("detector", detector), num_threads=num_threads, threshold=det_threshold)
         self.rules = APP_FIELDS.get(app, ())
+        if fields is not None:
+            fields = [fields] if isinstance(fields, str) else list(fields)
+            known = [r.name for r in self.rules]
+            bad = [f for f in fields if f not in known]
+            if bad or not fields:
+                raise XnnError(f"app {app!r} has no field(s) {', '.join(map(repr, bad)) or '(none given)'}; "
+                               f"choose from {', '.join(known) or '(the text app has no fields)'}")
+            self.rules = tuple(r for r in self.rules if r.name in fields)
         names = {r.model for r in self.rules}
         if app == "text":
             from .. import zoo
@@ -325,15 +337,16 @@ class Reader:
             if rule.tallest:
                 sure = [t for t in results if _score(t[1][0]) >= TALLEST_MIN_SCORE]
                 if sure:
-                    results.remove(max(sure, key=lambda t: quad_size(quads[t[0]])[1]))
-                    results.insert(0, max(sure, key=lambda t: quad_size(quads[t[0]])[1]))
+                    top = max(sure, key=lambda t: quad_size(quads[t[0]])[1])
+                    results.remove(top)
+                    results.insert(0, top)
             i, found = results[0]
             quad = quads[i]
-            if self.refine and np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW:
-                # the two best lines are read again from moved boxes (the right line may be the
+            if self.refine and rule.refine and np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW:
+                # the best lines are read again from moved boxes (the right line may be the
                 # runner-up when the detector cut its box short)
                 best = None
-                for j, fj in results[:2]:
+                for j, fj in results[:rule.refine]:
                     qj, gj = self._refine(rule, rec, dfa, lps, j, quads[j], fj)
                     if best is None or _score(gj[0]) > _score(best[2][0]):
                         best = (j, qj, gj)
@@ -487,7 +500,7 @@ class Reader:
         if self.refine_tight:
             t = tighten_quad(lps.image, q, lps.fill)
             if t is not None:
-                cands.append(t)
+                cands.insert(0, t)
         best_q, best = quad, found
         for cand in cands:
             lp = lps.read(rec, cand)
@@ -496,6 +509,8 @@ class Reader:
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
             if got and _score(got[0]) > _score(best[0]):
                 best_q, best = cand.astype(np.float32), got
+                if self.refine_stop and np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
+                    break       # sure now: the remaining boxes are not read
         return best_q, best
 
     def _field(self, rule: FieldRule, rec: Recognizer, found: list, quad) -> Field:
