@@ -105,7 +105,8 @@ class FieldRule:
     min_chars: int = 1
     strip: str = ""          # characters removed by normalization (card number grouping spaces)
     tallest: bool = False    # the field is the page's most prominent text: among confidently valid
-                             # lines take the tallest (a meter's register beside its serial number)
+                             # lines take the tallest (a meter's register beside its serial number;
+                             # refine only that line, or a sure serial number wins again)
     refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
 
 
@@ -114,7 +115,7 @@ APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0),
              FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1)),
-    "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True),),
+    "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True, refine=1),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
     "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),
@@ -481,9 +482,11 @@ class Reader:
         """An uncertain field's line is read again from slightly different boxes (edges moved
         across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
         heights long, the box turned by +-2 degrees about its centre; on shorter lines a turn moves
-        the ends less than the across moves already do); the reading whose characters the model
-        supports best wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along
-        the line and 2-3 degrees in angle)."""
+        the ends less than the across moves already do), and first the text band that
+        tighten_quad finds inside the box; the reading whose characters the model supports best
+        wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
+        degrees in angle). A long line stops at the first sure reading (every character >=
+        REFINE_BELOW)."""
         q = np.asarray(quad, np.float64)
         u = quad_axis(q)
         v = np.array([-u[1], u[0]])
@@ -493,7 +496,8 @@ class Reader:
         moves = [(0, 0, -0.12, -0.12, -0.12, -0.12), (0, 0, 0.12, 0.12, 0.12, 0.12),
                  (0, 0, 0.12, 0.12, -0.12, -0.12), (0, 0, -0.12, -0.12, 0.12, 0.12),
                  (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)]
-        if h > 0 and w >= TURN_MIN_ASPECT * h:
+        long_line = h > 0 and w >= TURN_MIN_ASPECT * h
+        if long_line:
             r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
             moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
         cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for a0, a1, *c in moves]
@@ -509,8 +513,9 @@ class Reader:
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
             if got and _score(got[0]) > _score(best[0]):
                 best_q, best = cand.astype(np.float32), got
-                if self.refine_stop and np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
-                    break       # sure now: the remaining boxes are not read
+                if long_line and self.refine_stop and np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
+                    break       # a long line read surely now: the remaining boxes are not read (on
+                                # short lines, meters, reading them all is as fast and more accurate)
         return best_q, best
 
     def _field(self, rule: FieldRule, rec: Recognizer, found: list, quad) -> Field:
