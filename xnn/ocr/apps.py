@@ -130,8 +130,7 @@ CARD_BELOW_NUMBER = {"expiry": (0.6, 7.0, 2.0), "name": (0.6, 7.0, 2.0)}
 TALLEST_MIN_SCORE = -3.0  # FieldRule.tallest: lines whose characters' summed log posteriors reach this
 JOIN_MIN_CHARS = 10  # fields this long (card number, VIN, ID number) also try row_unions' joined boxes
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
-TURN_MIN_ASPECT = 8.0
- # refine also tries turned boxes on lines at least this many heights long
+TURN_MIN_ASPECT = 8.0  # refine also tries turned boxes on lines at least this many heights long
 # fields an app promises but whose recognizer is not shipped yet (reported in `missing`)
 OPTIONAL_MODELS = {"card_expiry_name", ID_TEXT_MODEL}
 
@@ -156,7 +155,10 @@ class Reader:
     refine: re-read uncertain fields from nearby boxes (Reader._refine).
     models: optional {zoo name: path} overrides (e.g. a compressed .xnn).
     fields: read only these of the app's fields (e.g. ("number",) for a card: half the time of a
-    full card read; the models of the other fields are not loaded)."""
+    full card read; the models of the other fields are not loaded).
+    The attributes refine_tight (re-read the band tighten_quad finds), join_rows (row_unions'
+    joined boxes as candidates) and refine_stop (stop re-reading a long line once sure) switch those
+    steps off for comparisons."""
 
     def __init__(self, app: str = "text", beam: int = 128, num_threads: int = 1, models: dict | None = None,
                  detector: str = "detector", det_threshold: float = 0.5, meter_digits: int | None = None,
