@@ -167,7 +167,8 @@ def tighten_quad(image: np.ndarray, quad, fill: tuple | None = None, grow: float
     g = g.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     gx = np.abs(np.diff(g, axis=1))
     n_cols = gx.shape[1]
-    xs = (np.arange(n_cols) + 1.0 - 0.5 * g.shape[1]) * (w / g.shape[1]) / scale   # crop rows per column
+    # each gradient column's offset from the centre, in crop-row units (columns may be squeezed)
+    xs = (np.arange(n_cols) + 1.0 - 0.5 * g.shape[1]) * (w / g.shape[1]) / scale
     half = int(hh / scale)                                 # profile rows: the grown box, not the margin
     ys = np.arange(rows // 2 - half, rows // 2 + half)
     best = None
