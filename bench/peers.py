@@ -718,7 +718,8 @@ class Xnn:
 
     name = "xnn"
 
-    def __init__(self):
+    def __init__(self, key_only: bool = False):
+        self.key_only = key_only
         try:
             import xnn
             import xnn.ocr
@@ -734,13 +735,13 @@ class Xnn:
         import xnn.ocr
         if domain not in self.readers:
             try:
-                self.readers[domain] = xnn.ocr.Reader(domain)
+                self.readers[domain] = xnn.ocr.Reader(domain, fields=[KEY_FIELD[domain]] if self.key_only else None)
             except Exception as e:
                 raise Unavailable(f"xnn.ocr.Reader({domain!r}) failed: {type(e).__name__}: {e}") from None
         self.reader = self.readers[domain]
 
     def describe(self, domain: str) -> str:
-        return "xnn.ocr.Reader defaults"
+        return f"xnn.ocr.Reader({domain!r}, fields=[{KEY_FIELD[domain]!r}])" if self.key_only else "xnn.ocr.Reader defaults"
 
     def read(self, image: np.ndarray) -> Output:
         res = self.reader.read(image)
