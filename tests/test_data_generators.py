@@ -112,6 +112,26 @@ def test_render_lines():
         np.testing.assert_array_equal(a, b)
 
 
+def test_render_lines_merge_captions():
+    """merge_captions=1: an expiry with a caption (VALID THRU) before it on its row is cropped with the
+    caption (wider, same text); lines without one (names) come out exactly as without the option;
+    merge_captions=0 is the default."""
+    kw = dict(seed=3, fields=("expiry", "name"), jitter=0.0)
+    plain = render_lines("card", 40, **kw)
+    merged = render_lines("card", 40, merge_captions=1.0, **kw)
+    assert [t for _, t in plain] == [t for _, t in merged]
+    wider = 0
+    for (a, t), (b, _) in zip(plain, merged):
+        if "/" in t:
+            assert b.shape[1] >= a.shape[1]
+            wider += b.shape[1] > a.shape[1] + 16
+        else:
+            np.testing.assert_array_equal(a, b)
+    assert wider >= 5
+    for (a, _), (b, _) in zip(plain, render_lines("card", 40, merge_captions=0.0, **kw)):
+        np.testing.assert_array_equal(a, b)
+
+
 # --------------------------------------------------------------------------------------------------
 # check digits and number rules
 
