@@ -19,6 +19,8 @@ import importlib
 
 import numpy as np
 
+from xnn.ocr.geometry import quad_axis
+
 from .base import Line, Sample, crop_line
 
 __all__ = ["DOMAINS", "Line", "Sample", "alphabet", "crop_line", "generate", "generate_frames", "render_lines",
@@ -92,8 +94,7 @@ def render_pages(domain: str, n: int, seed: int = 0, start: int = 0, **kw):
 def _with_caption(q, lh, captions, rng, p):
     """q with its left end moved out over a caption on its row that ends at most 2 line heights before
     q starts (probability p, drawn only when there is one), else q."""
-    u = (q[1] - q[0]) + (q[2] - q[3])
-    u = u / max(1e-9, float(np.linalg.norm(u)))
+    u = quad_axis(q)
     v = np.array([-u[1], u[0]])
     c0 = q.mean(0)
     start = float(((q - c0) @ u).min())

@@ -595,30 +595,13 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
         proj = d @ u
         w_, h_ = quad_size(q)
         items.append((b, float(proj.min()), float(proj.max()), h_ / h, i))
-        geo.append((q.mean(0), uu, np.array([-uu[1], uu[0]]), max(h_, 1e-6), w_))
-    # two boxes share a row when their centres lie within half the smaller height across the longer
-    # box's line (perspective tilts rows far from the reference)
-    parent = list(range(len(items)))
-
-    def root(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a in range(len(items)):
-        for c in range(a + 1, len(items)):
-            ca, ua, va, ha, wa = geo[a]
-            cc, uc, vc, hc, wc = geo[c]
-            if abs(float(ua @ uc)) < 0.94:          # directions differ by > ~20 degrees
-                continue
-            vv = va if wa >= wc else vc
-            if abs(float((cc - ca) @ vv)) < 0.5 * min(ha, hc):
-                parent[root(c)] = root(a)
-    groups = {}
-    for a, it in enumerate(items):
-        groups.setdefault(root(a), []).append(it)
-    rows = sorted(groups.values(), key=lambda r: float(np.mean([it[0] for it in r])))
+        geo.append(_box_geo(q))
+    # two boxes share a row when their directions agree within ~20 degrees and their centres lie
+    # within half the smaller height across the longer box's line (perspective tilts rows far from
+    # the reference)
+    groups = [[items[a] for a in g]
+              for g in _connected(len(items), lambda a, c: _row_frame(geo[a], geo[c], 0.94) is not None)]
+    rows = sorted(groups, key=lambda r: float(np.mean([it[0] for it in r])))
     out = []
     for r in rows:
         r = sorted(r, key=lambda it: it[1])
@@ -628,6 +611,46 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
             vals = vals[1:]
         out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
     return out
+
+
+def _box_geo(q):
+    """(centre, reading direction u, normal v, height (>= 1e-6), width) of a quad."""
+    w, h = quad_size(q)
+    u = quad_axis(q)
+    return np.asarray(q, np.float64).reshape(4, 2).mean(0), u, np.array([-u[1], u[0]]), max(h, 1e-6), w
+
+
+def _row_frame(ga, gb, min_cos: float):
+    """The longer box's (centre, u, v) when two boxes (_box_geo) run along one text row: their
+    directions' cosine is at least min_cos and their centres lie within half the smaller height
+    across the longer box's line; else None."""
+    ca, ua, va, ha, wa = ga
+    cb, ub, vb, hb, wb = gb
+    if abs(float(ua @ ub)) < min_cos:
+        return None
+    c, u, v = (ca, ua, va) if wa >= wb else (cb, ub, vb)
+    return (c, u, v) if abs(float((cb - ca) @ v)) < 0.5 * min(ha, hb) else None
+
+
+def _connected(n: int, linked) -> list:
+    """The groups of 0..n-1 that linked(a, b) (a < b) joins, transitively (union-find): lists in
+    ascending order, ordered by their smallest member."""
+    parent = list(range(n))
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(n):
+        for b in range(a + 1, n):
+            if root(a) != root(b) and linked(a, b):
+                parent[root(b)] = root(a)
+    groups = {}
+    for a in range(n):
+        groups.setdefault(root(a), []).append(a)
+    return list(groups.values())
 
 
 def row_unions(quads, max_gap: float = 3.0):
@@ -640,36 +663,19 @@ def row_unions(quads, max_gap: float = 3.0):
     n = len(q)
     if n < 2:
         return np.zeros((0, 4, 2), np.float32), {}
-    geo = []
-    for i in range(n):
-        w, h = quad_size(q[i])
-        u = quad_axis(q[i])
-        geo.append((q[i].mean(0), u, np.array([-u[1], u[0]]), max(h, 1e-6), w))
-    parent = list(range(n))
+    geo = [_box_geo(x) for x in q]
 
-    def root(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
+    def chained(a, b):
+        ha, hb = geo[a][3], geo[b][3]
+        frame = _row_frame(geo[a], geo[b], 0.985) if max(ha, hb) <= 1.6 * min(ha, hb) else None
+        if frame is None:
+            return False
+        c, u, _ = frame
+        pa, pb = (q[a] - c) @ u, (q[b] - c) @ u
+        return max(pb.min() - pa.max(), pa.min() - pb.max()) <= max_gap * max(ha, hb)
 
-    for a in range(n):
-        for b in range(a + 1, n):
-            ca, ua, va, ha, wa = geo[a]
-            cb, ub, vb, hb, wb = geo[b]
-            if abs(float(ua @ ub)) < 0.985 or max(ha, hb) > 1.6 * min(ha, hb):
-                continue
-            c, u, v = (ca, ua, va) if wa >= wb else (cb, ub, vb)
-            if abs(float((cb - ca) @ v)) >= 0.5 * min(ha, hb):
-                continue
-            pa, pb = (q[a] - c) @ u, (q[b] - c) @ u
-            if max(pb.min() - pa.max(), pa.min() - pb.max()) <= max_gap * max(ha, hb):
-                parent[root(b)] = root(a)
-    groups = {}
-    for a in range(n):
-        groups.setdefault(root(a), []).append(a)
     out, members = [], {}
-    for g in groups.values():
+    for g in _connected(n, chained):
         if len(g) < 2:
             continue
         k = max(g, key=lambda i: geo[i][4])
