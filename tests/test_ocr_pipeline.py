@@ -469,7 +469,7 @@ def test_card_layout_puts_expiry_and_name_below_the_number():
         smp = generate("card", 8, 2000 + i)
         num = next(x for x in smp.lines if x.field == "number").quad
         for ln in smp.lines:
-            inside = apps._below(ln.quad, num, *apps.CARD_BELOW_NUMBER.get(ln.field, (0.6, 7.0, 2.0)))
+            inside = apps._below(ln.quad, num, *apps.CARD_BELOW_NUMBER[1:])
             if ln.field in kept:
                 kept[ln.field] += inside
             elif ln.field in ("bank", "number"):

@@ -108,13 +108,22 @@ class FieldRule:
                              # lines take the tallest (a meter's register beside its serial number;
                              # refine only that line, or a sure serial number wins again)
     refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
+    below: tuple = ()        # (field, lo, hi, past_ends): once `field` is read, only lines lo..hi of its
+                             # heights below it, overlapping its span grown by past_ends heights (_below)
+    reject: object = None    # text -> True for valid readings that are not the field (card captions)
 
 
 ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card names and address rows
+# card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
+# lie below the number, within the card: (least, most) centre offset across the number line, in
+# number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
+# edge; the card's bottom edge is ~5 heights below it)
+CARD_BELOW_NUMBER = ("number", 0.6, 7.0, 2.0)
 APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
-             FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0),
-             FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1)),
+             FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0, below=CARD_BELOW_NUMBER),
+             FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, below=CARD_BELOW_NUMBER,
+                       reject=rules.card_caption)),
     "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True, refine=1),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
@@ -122,11 +131,6 @@ APP_FIELDS = {
                FieldRule("name", ID_TEXT_MODEL, None, 2),
                FieldRule("address", ID_TEXT_MODEL, None, 4)),
 }
-# card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
-# lie below the number, within the card: (least, most) centre offset across the number line, in
-# number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
-# edge; the card's bottom edge is ~5 heights below it)
-CARD_BELOW_NUMBER = {"expiry": (0.6, 7.0, 2.0), "name": (0.6, 7.0, 2.0)}
 TALLEST_MIN_SCORE = -3.0  # FieldRule.tallest: lines whose characters' summed log posteriors reach this
 JOIN_MIN_CHARS = 10  # fields this long (card number, VIN, ID number) also try row_unions' joined boxes
 REFINE_BELOW = 0.9   # a field whose least certain character is below this is re-read from nearby boxes
@@ -317,8 +321,9 @@ class Reader:
             # before it is recognized
             fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars
                     and (i not in joined or (rule.min_chars >= JOIN_MIN_CHARS and not joined[i] & used))]
-            if self.app == "card" and rule.name in CARD_BELOW_NUMBER and "number" in fields:
-                fits = [i for i in fits if _below(quads[i], fields["number"].quad, *CARD_BELOW_NUMBER[rule.name])]
+            if rule.below and rule.below[0] in fields:
+                ref = fields[rule.below[0]].quad
+                fits = [i for i in fits if _below(quads[i], ref, *rule.below[1:])]
             greedy = {i: lps.greedy_len(rule.model, i) for i in fits}
             greedy = {i: n for i, n in greedy.items() if n is not None}
             cand = [i for i, n in greedy.items() if n >= rule.min_chars]
@@ -327,8 +332,8 @@ class Reader:
             for width, lines_ in ((self.beam, cand), (8 * self.beam, sorted(cand, key=lambda i: -greedy[i])[:2])):
                 for i in lines_:
                     found = rec.decode(lps.get(rule.model, i), dfa=dfa, top_k=2, width=width)
-                    if rule.grammar == ("card", "name"):    # a caption (VALID THRU) is no name
-                        found = [g for g in found if not rules.card_caption(rec.text(g.labels))]
+                    if rule.reject is not None:
+                        found = [g for g in found if not rule.reject(rec.text(g.labels))]
                     if found:
                         results.append((i, found))
                 if results:
