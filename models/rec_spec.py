@@ -52,6 +52,12 @@ class RecSpec:
     jitter: float = 0.05      # training crops: quad corners moved by up to jitter x line height
     box_jitter: float = 0.0   # training crops: box ends/edges moved like the detector's (render_lines)
     merge_captions: float = 0.0  # training crops: share of lines boxed together with a caption before them
+    # squeeze-excitation pooling: "global" (the whole map) or "column" (each column's rows). With
+    # "global" every frame sees a summary of the whole line, and a model may learn to emit a line's
+    # first characters at frame 0, before the LSTM has seen them (card expiry dates: the month's
+    # second digit guessed from that summary); "column" keeps each frame's view local. The weights
+    # have the same shapes either way, so a fine-tune (--init) may switch it.
+    se_pool: str = "global"
 
     @property
     def cache_name(self) -> str:

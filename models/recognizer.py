@@ -100,13 +100,21 @@ def _dense_block(x, n, growth, name):
     return x
 
 
-def _se(x, name, ratio=4):
-    """Squeeze-excitation: x · σ(W2 relu(W1 mean_hw(x)))."""
+def _se(x, name, ratio=4, pool="global"):
+    """Squeeze-excitation: x · σ(W2 relu(W1 mean(x))), the mean over the whole map (pool "global")
+    or over each column's rows (pool "column": channel weights per column, the same two Dense
+    kernels applied at every column; no frame then sees the line's far end, see RecSpec.se_pool)."""
     c = x.shape[-1]
-    s = L.GlobalAveragePooling2D(name=name + "_gap")(x)
+    if pool == "column":
+        s = L.AveragePooling2D((x.shape[1], 1), name=name + "_gap")(x)          # (B, 1, W', C)
+    elif pool == "global":
+        s = L.GlobalAveragePooling2D(name=name + "_gap")(x)
+    else:
+        raise ValueError(f"se pool {pool!r}")
     s = L.Dense(max(8, c // ratio), activation="relu", name=name + "_fc1")(s)
     s = L.Dense(c, activation="sigmoid", name=name + "_fc2")(s)
-    s = L.Reshape((1, 1, c), name=name + "_rs")(s)
+    if pool == "global":
+        s = L.Reshape((1, 1, c), name=name + "_rs")(s)
     return L.Multiply(name=name + "_mul")([x, s])
 
 
@@ -118,15 +126,15 @@ def build(spec: RecSpec, batch: int | None = None, rnn: str = "proj") -> keras.M
     x = L.MaxPooling2D(2, name="pool0")(x)
     x = _dense_block(x, spec.blocks[0], spec.growth, "a")
     x = _conv_bn_relu(x, spec.trans[0], 1, "ta")
-    x = _se(x, "sea")
+    x = _se(x, "sea", pool=spec.se_pool)
     mid = L.AveragePooling2D(2, name="pool1")(x)                     # 8 x W/4
     x = _dense_block(mid, spec.blocks[1], spec.growth, "b")
     x = _conv_bn_relu(x, spec.trans[1], 1, "tb")
-    x = _se(x, "seb")
+    x = _se(x, "seb", pool=spec.se_pool)
     x = L.MaxPooling2D((2, 1), name="pool2")(x)                     # 4 x W/4
     x = _dense_block(x, spec.blocks[2], spec.growth, "c")
     x = _conv_bn_relu(x, spec.trans[2], 1, "tc")
-    x = _se(x, "sec")
+    x = _se(x, "sec", pool=spec.se_pool)
     top = L.DepthwiseConv2D((x.shape[1], 1), padding="valid", use_bias=False, name="collapse_dw")(x)
     top = L.BatchNormalization(name="collapse_bn")(top)
     top = L.ReLU(name="collapse_relu")(top)                          # 1 x W/4

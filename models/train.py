@@ -288,11 +288,12 @@ def train_recognizer(a, log=print):
     ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
     spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
                         stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
-                        jitter=a.jitter, box_jitter=a.box_jitter, merge_captions=a.merge_captions)
+                        jitter=a.jitter, box_jitter=a.box_jitter, merge_captions=a.merge_captions,
+                        se_pool=a.se_pool)
     os.makedirs(a.out, exist_ok=True)
     # fine-tune: continue another run's checkpoint (weights, optimizer, epoch) under this spec,
     # which may differ from that run's only in its training data (e.g. --jitter/--box-jitter)
-    fine_tune = _fine_tune_copy(a, spec, rs.RecSpec, {"jitter", "box_jitter", "merge_captions"})
+    fine_tune = _fine_tune_copy(a, spec, rs.RecSpec, {"jitter", "box_jitter", "merge_captions", "se_pool"})
     if fine_tune:
         log(f"fine-tuning from {a.init}")
     _write_spec(a.out, spec, rs.RecSpec.from_json, a.restart, check=not fine_tune)
@@ -592,6 +593,10 @@ def main(argv=None):
     r.add_argument("--merge-captions", type=float, default=None, metavar="P",
                    help="crop this share of the lines that have a small caption before them on their row (a "
                         "card's VALID THRU) together with it, as the detector boxes them (default 0)")
+    r.add_argument("--se-pool", choices=("global", "column"), default=None,
+                   help="squeeze-excitation pooling: global (default) or per column (each frame's channel "
+                        "weights from its own column, so no frame sees the far end of the line; a fine-tune "
+                        "from a global run keeps its weights)")
     r.add_argument("--blocks", help="dense layers per block, e.g. 3,4,4 (overrides the preset)")
     r.add_argument("--trans", help="transition widths, e.g. 48,80,128 (overrides the preset)")
     t = sub.add_parser("detector", help="FCN text detector (models.detector)")

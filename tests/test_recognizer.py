@@ -162,4 +162,8 @@ def test_label_batch_and_accuracy():
 def test_spec_json_round_trip():
     spec = rs.RecSpec(name="t", domain="card", fields=("number",), charset="0123456789 ", width=256)
     back = rs.RecSpec.from_json(spec.to_json())
-    assert back == spec and back.frames == 64 and back.blank == 11
+    assert back == spec and back.frames == 64 and back.blank == 11 and back.se_pool == "global"
+    col = rs.make_spec("card", "expiry,name", se_pool="column")
+    assert rs.RecSpec.from_json(col.to_json()).se_pool == "column"
+    # the pooling is architecture, not data: the rendered-line cache is shared
+    assert col.cache_name == rs.make_spec("card", "expiry,name").cache_name
