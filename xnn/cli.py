@@ -658,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--min-votes", type=int, default=2, help="with --frames: votes that make a field stable")
     po.add_argument("--min-conf", type=float, default=0.01,
                     help="report a field only when every character's posterior is at least this (default 0.01)")
-    po.add_argument("--beam", type=int, default=128,
-                    help="hypotheses per frame of the rule-constrained CTC search (default 128; 8x wider "
+    po.add_argument("--beam", type=int, default=32,
+                    help="hypotheses per frame of the rule-constrained CTC search (default 32; 8x wider "
                          "when nothing valid is found)")
     po.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     po.add_argument("--digits", type=int, metavar="N", help="--app meter: the register has exactly N digit wheels "
