@@ -19,6 +19,7 @@ Engines (all on ONE thread):
              normalized). Domains whose reader is missing or fails to load show "n/a (reason)".
              A second table gives xnn's median detect / crop / recognize / decode times.
              --xnn-key-only: Reader(app, fields=[key field]) (a card read without expiry and name).
+             --xnn-beam N: Reader(app, beam=N) (the constrained search's width; default 32).
   tesseract  Tesseract 5 LSTM through libtesseract's C API (ctypes; model loaded once), else the
              `tesseract` command per image. OMP_THREAD_LIMIT=1. Model bytes: the .traineddata files of
              the languages used (Debian ships tessdata_fast: eng 4.1 MB, chi_sim 2.5 MB).
@@ -231,7 +232,7 @@ def make_engine(name, args):
     if name == "rapidocr":
         return peers.RapidOCR(det_limit_side_len=args.rapidocr_det_side, use_cls=not args.rapidocr_no_cls)
     if name == "xnn":
-        return peers.Xnn(key_only=args.xnn_key_only)
+        return peers.Xnn(key_only=args.xnn_key_only, beam=args.xnn_beam)
     return peers.ENGINES[name]()
 
 
@@ -296,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--xnn-key-only", action="store_true",
                     help="xnn reads only each domain's key field (Reader(app, fields=[key]): a card without "
                          "expiry and name)")
+    ap.add_argument("--xnn-beam", type=int, default=None, metavar="N",
+                    help="xnn's constrained-search beam (Reader(app, beam=N); default: the Reader's, 32)")
     ap.add_argument("--tune-tesseract", action="store_true",
                     help=f"instead of benchmarking, rank Tesseract settings per domain on seed {VAL_SEED}")
     ap.add_argument("--tune-invert", action="store_true",

@@ -718,8 +718,9 @@ class Xnn:
 
     name = "xnn"
 
-    def __init__(self, key_only: bool = False):
+    def __init__(self, key_only: bool = False, beam: int | None = None):
         self.key_only = key_only
+        self.kw = {} if beam is None else {"beam": int(beam)}
         try:
             import xnn
             import xnn.ocr
@@ -735,13 +736,16 @@ class Xnn:
         import xnn.ocr
         if domain not in self.readers:
             try:
-                self.readers[domain] = xnn.ocr.Reader(domain, fields=[KEY_FIELD[domain]] if self.key_only else None)
+                self.readers[domain] = xnn.ocr.Reader(domain, fields=[KEY_FIELD[domain]] if self.key_only else None,
+                                                      **self.kw)
             except Exception as e:
                 raise Unavailable(f"xnn.ocr.Reader({domain!r}) failed: {type(e).__name__}: {e}") from None
         self.reader = self.readers[domain]
 
     def describe(self, domain: str) -> str:
-        return f"xnn.ocr.Reader({domain!r}, fields=[{KEY_FIELD[domain]!r}])" if self.key_only else "xnn.ocr.Reader defaults"
+        beam = f", beam={self.kw['beam']}" if self.kw else ""
+        return f"xnn.ocr.Reader({domain!r}, fields=[{KEY_FIELD[domain]!r}]{beam})" if self.key_only \
+            else f"xnn.ocr.Reader({domain!r}{beam})" if beam else "xnn.ocr.Reader defaults"
 
     def read(self, image: np.ndarray) -> Output:
         res = self.reader.read(image)
