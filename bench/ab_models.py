@@ -46,25 +46,17 @@ def parse_models(items) -> dict:
 
 def truths(app: str, sample) -> dict:
     """{field: normalized truth} for the app's key field and its secondary fields."""
-    key = peers.KEY_FIELD[app]
-    t = next((ln.text for ln in sample.lines if ln.field == key), None)
-    if t is None:
-        t = sample.meta.get(key, sample.meta.get("digits", sample.meta.get("text", "")))
-    out = {key: peers.norm(app, str(t))}
+    out = {peers.KEY_FIELD[app]: peers.norm(app, peers.truth_key(app, sample))}
     out.update({f: peers.norm_more(v) for f, v in peers.truth_more(app, sample).items()})
     return out
 
 
-def read_fields(app: str, reader, image) -> tuple:
-    """({field: normalized text}, seconds)."""
+def read_fields(app: str, engine, image) -> tuple:
+    """({field: normalized text}, seconds): bench_peers' xnn engine and normalization."""
     t0 = time.perf_counter()
-    res = reader.read(image)
+    out = engine.read(image)
     dt = time.perf_counter() - t0
-    key = peers.KEY_FIELD[app]
-    got = {key: peers.norm(app, res.fields[key].text if key in res.fields else "")}
-    for f in peers.MORE_FIELDS.get(app, ()):
-        got[f] = peers.norm_more(res.fields[f].text if f in res.fields else "")
-    return got, dt
+    return {peers.KEY_FIELD[app]: peers.predict(app, out), **peers.predict_more(app, out)}, dt
 
 
 def main(argv=None):
@@ -78,21 +70,25 @@ def main(argv=None):
         raise SystemExit("--n must be >= 1")
     models = parse_models(a.model)
     from models.data import generate
-    from xnn.ocr import Reader
 
-    readers = {"shipped": Reader(a.app), "new": Reader(a.app, models=models)}
-    for r in readers.values():
-        r.warmup()
+    engines = {"shipped": peers.Xnn(), "new": peers.Xnn(models=models)}
+    first = generate(a.app, TEST_SEED, 0).image
+    for e in engines.values():
+        try:
+            e.prepare(a.app)
+        except peers.Unavailable as err:
+            raise SystemExit(str(err)) from None
+        e.read(first)                    # warm-up (Numba, caches), untimed
     fields = [peers.KEY_FIELD[a.app], *peers.MORE_FIELDS.get(a.app, ())]
-    right = {k: {f: 0 for f in fields} for k in readers}
-    only = {k: {f: 0 for f in fields} for k in readers}
-    times = {k: [] for k in readers}
+    right = {k: {f: 0 for f in fields} for k in engines}
+    only = {k: {f: 0 for f in fields} for k in engines}
+    times = {k: [] for k in engines}
     for i in range(a.n):
         s = generate(a.app, TEST_SEED, i)
         t = truths(a.app, s)
         ok = {}
-        for k, r in readers.items():
-            got, dt = read_fields(a.app, r, s.image)
+        for k, e in engines.items():
+            got, dt = read_fields(a.app, e, s.image)
             times[k].append(dt)
             ok[k] = {f: got[f] == t[f] for f in fields}
             for f in fields:

@@ -79,7 +79,7 @@ sys.path[:0] = [p for p in (ROOT, os.path.dirname(os.path.abspath(__file__))) if
 import numpy as np                 # noqa: E402
 
 import peers                       # noqa: E402
-from peers import DOMAINS, KEY_FIELD, Unavailable  # noqa: E402
+from peers import DOMAINS, Unavailable  # noqa: E402
 
 TEST_SEED = 8                      # models.det_targets.TEST_SEED
 VAL_SEED = 7                       # models.det_targets.VAL_SEED (used only by --tune-tesseract)
@@ -94,10 +94,7 @@ def render(domain: str, seed: int, n: int):
     out = []
     for i in range(n):
         s = generate(domain, seed, i)
-        truth = next((ln.text for ln in s.lines if ln.field == KEY_FIELD[domain]), None)
-        if truth is None:
-            truth = s.meta.get(KEY_FIELD[domain], s.meta.get("digits", s.meta.get("text", "")))
-        out.append((i, s.image, str(truth), peers.truth_more(domain, s)))
+        out.append((i, s.image, peers.truth_key(domain, s), peers.truth_more(domain, s)))
     return out
 
 

@@ -307,6 +307,14 @@ EXTRACT = {"card": extract_card, "meter": extract_meter, "plate": extract_plate,
 MORE_FIELDS = {"card": ("expiry", "name"), "idcard": ("name", "address")}
 
 
+def truth_key(domain: str, sample) -> str:
+    """The key field's text in a generated sample (its line, else the sample's metadata)."""
+    truth = next((ln.text for ln in sample.lines if ln.field == KEY_FIELD[domain]), None)
+    if truth is None:
+        truth = sample.meta.get(KEY_FIELD[domain], sample.meta.get("digits", sample.meta.get("text", "")))
+    return str(truth)
+
+
 def truth_more(domain: str, sample) -> dict:
     if domain == "card":
         return {f: next((ln.text for ln in sample.lines if ln.field == f), "") for f in ("expiry", "name")}
@@ -718,9 +726,11 @@ class Xnn:
 
     name = "xnn"
 
-    def __init__(self, key_only: bool = False, beam: int | None = None):
+    def __init__(self, key_only: bool = False, beam: int | None = None, models: dict | None = None):
+        """key_only: read only each domain's key field; beam: the constrained search's width; models:
+        {zoo name: path} replacing shipped models (bench/ab_models.py)."""
         self.key_only = key_only
-        self.kw = {} if beam is None else {"beam": int(beam)}
+        self.kw = {k: v for k, v in (("beam", beam), ("models", models)) if v is not None}
         try:
             import xnn
             import xnn.ocr
@@ -743,9 +753,8 @@ class Xnn:
         self.reader = self.readers[domain]
 
     def describe(self, domain: str) -> str:
-        beam = f", beam={self.kw['beam']}" if self.kw else ""
-        return f"xnn.ocr.Reader({domain!r}, fields=[{KEY_FIELD[domain]!r}]{beam})" if self.key_only \
-            else f"xnn.ocr.Reader({domain!r}{beam})" if beam else "xnn.ocr.Reader defaults"
+        args = ([f"fields=[{KEY_FIELD[domain]!r}]"] if self.key_only else []) + [f"{k}={v!r}" for k, v in self.kw.items()]
+        return f"xnn.ocr.Reader({', '.join([repr(domain)] + args)})" if args else "xnn.ocr.Reader defaults"
 
     def read(self, image: np.ndarray) -> Output:
         res = self.reader.read(image)
