@@ -494,8 +494,8 @@ def cmd_ocr(args) -> int:
         image = imageio.load_image(src)          # a bad file fails before any model loads
     t_load = time.perf_counter()
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields is not None else None
-    reader = Reader(args.app, beam=args.beam, num_threads=args.threads, meter_digits=args.digits,
-                    min_confidence=args.min_conf, fields=fields)
+    reader = Reader(args.app, num_threads=args.threads, meter_digits=args.digits, min_confidence=args.min_conf,
+                    fields=fields, **({} if args.beam is None else {"beam": args.beam}))
     reader.warmup()
     t_load = time.perf_counter() - t_load
     if not args.json:
@@ -658,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--min-votes", type=int, default=2, help="with --frames: votes that make a field stable")
     po.add_argument("--min-conf", type=float, default=0.01,
                     help="report a field only when every character's posterior is at least this (default 0.01)")
-    po.add_argument("--beam", type=int, default=32,
-                    help="hypotheses per frame of the rule-constrained CTC search (default 32; 8x wider "
+    po.add_argument("--beam", type=int, default=None,
+                    help="hypotheses per frame of the rule-constrained CTC search (default: the Reader's, 32; 8x wider "
                          "when nothing valid is found)")
     po.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     po.add_argument("--digits", type=int, metavar="N", help="--app meter: the register has exactly N digit wheels "
