@@ -579,3 +579,20 @@ def test_meter_reading_is_the_tallest_confident_line():
         f = r.read(smp.image).fields["reading"]          # read from the register's box
         assert float(np.linalg.norm(f.quad.mean(0) - truth.quad.mean(0))) < 0.5 * float(np.ptp(truth.quad[:, 1])), i
     assert traps >= 1
+
+
+# ---- crop fill colour ----------------------------------------------------------------------------
+
+@settings(max_examples=40)
+@given(st.integers(1, 40), st.integers(1, 40), st.sampled_from([0, 1, 3, 4]), st.integers(0, 2 ** 32 - 1),
+       st.sampled_from(["random", "zeros", "full"]))
+def test_fill_color_is_the_truncated_channel_mean(h, w, ch, seed, kind):
+    """fill_color's blocked integer sums give int() of the float64 channel means (what the
+    recognizers' training crops used), for gray and 1/3/4-channel images of any pixel count."""
+    from xnn.ocr.geometry import fill_color
+
+    shape = (h, w) if ch == 0 else (h, w, ch)
+    img = {"random": np.random.default_rng(seed).integers(0, 256, shape),
+           "zeros": np.zeros(shape), "full": np.full(shape, 255)}[kind].astype(np.uint8)
+    ref = img.reshape(-1, 1 if ch == 0 else ch)[:, :3].astype(np.float64).mean(0)
+    assert fill_color(img) == tuple(int(v) for v in ref)

@@ -69,7 +69,7 @@ import numpy as np
 from numba import njit
 
 from ..ir import OpContext, frozen_options
-from .quant import activation_name, mbqm, mbqm_ref, quantize_multiplier
+from .quant import activation_name, mbqm_bf, mbqm_ref, mbqm_split, quantize_multiplier
 
 # input slots
 X = 0
@@ -944,11 +944,15 @@ def _int_input_gates(P, bx, mq, ms, gx):
     multiplier), the part of every step that does not depend on the state."""
     nch, R, GN = P.shape
     for r in range(R):
+        # loops over j innermost (LLVM vectorizes only innermost loops)
         for j in range(GN):
-            acc = bx[j]
-            for ch in range(nch):
-                acc += np.int64(P[ch, r, j])
-            v = mbqm(acc, mq[j], ms[j])
+            gx[r, j] = bx[j] + np.int64(P[0, r, j])
+        for ch in range(1, nch):
+            for j in range(GN):
+                gx[r, j] += np.int64(P[ch, r, j])
+        for j in range(GN):
+            left, right = mbqm_split(ms[j])
+            v = mbqm_bf(gx[r, j], mq[j], left, right)
             gx[r, j] = min(max(v, -32768), 32767)
 
 
@@ -959,14 +963,9 @@ def _wrap16_nb(v):
 
 @njit(cache=True, inline="always")
 def _rdpot_nb(x, e):
-    mask = (np.int64(1) << e) - 1
-    thr = mask >> 1
-    if x < 0:
-        thr += 1
-    r = x >> e
-    if (x & mask) > thr:
-        r += 1
-    return r
+    """RoundingDivideByPOT without branches: floor((x + 2^(e-1) - [x < 0]) / 2^e), x for e = 0."""
+    half = (np.int64(1) << e) >> 1
+    return (x + half - np.int64(x < 0) * np.int64(e > 0)) >> e
 
 
 @njit(cache=True)
@@ -980,6 +979,12 @@ def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, 
     of = 0 if cifg else nc
     oc = of + nc
     oo = oc + nc
+    hl, hr = mbqm_split(hs)
+    prl, prr = mbqm_split(ps)
+    pl = np.empty(3, np.int64)
+    pr = np.empty(3, np.int64)
+    for k in range(3):
+        pl[k], pr[k] = mbqm_split(pps[k])
     for step in range(T):
         t = T - 1 - step if reverse else step
         for b in range(B):
@@ -988,22 +993,23 @@ def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, 
                 hf[k] = np.float32(h[b, k])
             _exact_dot(hf, whT, iacc, tmp)
             for g in range(GN // nc):
-                q, sh = mq[g], ms[g]
+                q = mq[g]
+                left, right = mbqm_split(ms[g])
                 for j in range(g * nc, (g + 1) * nc):
-                    v = mbqm(bh[j] + iacc[j], q, sh) + gx[r, xoff + j]
+                    v = mbqm_bf(bh[j] + iacc[j], q, left, right) + gx[r, xoff + j]
                     pre[j] = min(max(v, -32768), 32767)
             for j in range(nc):
                 cj = np.int64(c[b, j])
                 vf = pre[of + j]
                 if use_peep:
-                    vf = min(max(vf + mbqm(pw[1, j] * cj, ppq[1], pps[1]), -32768), 32767)
+                    vf = min(max(vf + mbqm_bf(pw[1, j] * cj, ppq[1], pl[1], pr[1]), -32768), 32767)
                 f = np.int64(sig[vf + 32768])
                 if cifg:
                     ig = 32767 - f
                 else:
                     vi = pre[j]
                     if use_peep:
-                        vi = min(max(vi + mbqm(pw[0, j] * cj, ppq[0], pps[0]), -32768), 32767)
+                        vi = min(max(vi + mbqm_bf(pw[0, j] * cj, ppq[0], pl[0], pr[0]), -32768), 32767)
                     ig = np.int64(sig[vi + 32768])
                 z = np.int64(tanh_g[pre[oc + j] + 32768])
                 a = _wrap16_nb(_rdpot_nb(f * cj, 15))
@@ -1014,18 +1020,18 @@ def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, 
                 c[b, j] = cn
                 vo = pre[oo + j]
                 if use_peep:
-                    vo = min(max(vo + mbqm(pw[2, j] * cn, ppq[2], pps[2]), -32768), 32767)
+                    vo = min(max(vo + mbqm_bf(pw[2, j] * cn, ppq[2], pl[2], pr[2]), -32768), 32767)
                 o = np.int64(sig[vo + 32768])
                 if tanh_is_i:
-                    m = mbqm(o * ig, hq, hs) + zp_m
+                    m = mbqm_bf(o * ig, hq, hl, hr) + zp_m
                 else:
-                    m = mbqm(o * np.int64(tanh_c[cn + 32768]), hq, hs) + zp_m
+                    m = mbqm_bf(o * np.int64(tanh_c[cn + 32768]), hq, hl, hr) + zp_m
                 m = min(max(m, -128), 127)
                 mf[j] = np.float32(m)
             if use_proj:
                 _exact_dot(mf, wpT, iacc, tmp)
                 for j in range(no):
-                    v = mbqm(bp[j] + iacc[j], pq, ps) + zp_h
+                    v = mbqm_bf(bp[j] + iacc[j], pq, prl, prr) + zp_h
                     v = min(max(v, -128), 127)
                     if qpclip > 0:
                         v = min(max(v, -qpclip), qpclip)

@@ -149,3 +149,22 @@ def mbqm(x, q, shift):
     right = -shift if shift < 0 else 0
     xs = ((np.int64(x) * (np.int64(1) << left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN  # int32 wrap
     return rdbypot(srdhm(xs, q), right)
+
+
+@njit(cache=True, inline="always")
+def mbqm_split(shift):
+    """(left, right) shifts of a TFLite multiplier exponent, for mbqm_bf."""
+    return (shift if shift > 0 else 0), (-shift if shift < 0 else 0)
+
+
+@njit(cache=True, inline="always")
+def mbqm_bf(x, q, left, right):
+    """mbqm without branches (LLVM vectorizes loops of it), for 0 <= q < 2^31: the same int32 wrap
+    of x·2^left; SRDHM(v, q) = floor((v·q + 2^30) / 2^31) for both signs (TFLite's nudge 1 - 2^30
+    with truncation toward zero is that floor for v·q < 0); RoundingDivideByPOT(v, e) =
+    floor((v + 2^(e-1) - [v < 0]) / 2^e) for e >= 1 and v for e = 0."""
+    xs = (((np.int64(x) << left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
+    v = (xs * q + (1 << 30)) >> 31
+    half = (np.int64(1) << right) >> 1
+    adj = np.int64(right > 0)
+    return (v + half - np.int64(v < 0) * adj) >> right
