@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from xnn import Interpreter, XnnError
 from xnn.converter.tflite_writer import write_tflite
@@ -443,3 +443,22 @@ def test_fixed_point_activation_tables():
         assert t[32768] == 0
         np.testing.assert_array_equal(t[1:][::-1], -t[1:])
         np.testing.assert_allclose(t, 32768 * np.tanh(raw / 2.0 ** (15 - k)), atol=13)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 2600), st.integers(0, 2 ** 32 - 1), st.booleans())
+def test_exact_dot_rows_is_the_integer_product(m, n, seed, extreme):
+    """The recurrences' float32 matvec over int8-valued operands equals the int64 product, also past
+    the 1024-term chunks (any summation order is exact below 2^24)."""
+    from xnn.kernels.lstm import _exact_dot_rows
+
+    rng = np.random.default_rng(seed)
+    if extreme:   # the largest products, all one sign: partial sums reach 1024 * 2^14 = 2^24
+        v = np.full(n, -128, np.float32)
+        w = np.full((m, n), -127, np.float32)
+    else:
+        v = rng.integers(-128, 128, n).astype(np.float32)
+        w = rng.integers(-127, 128, (m, n)).astype(np.float32)
+    acc = np.zeros(m, np.int64)
+    _exact_dot_rows(v, w, acc)
+    np.testing.assert_array_equal(acc, w.astype(np.int64) @ v.astype(np.int64))

@@ -760,24 +760,28 @@ def _row(t, b, T, B, time_major):
     return b * T + t
 
 
-@njit(cache=True)
-def _exact_dot(v, wt, acc, tmp):
-    """acc[j] = Σ_k v[k]·wt[k, j] for integer-valued float32 operands with |v·w| <= 2^14: float32
-    sums over chunks of <= 1024 terms are exact (<= 2^24); the chunks add up in int64."""
-    n, m = wt.shape
+@njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _exact_dot_rows(v, w, acc):
+    """acc[j] = Σ_k v[k]·w[j, k] (w: one row per output) for integer-valued float32 operands with
+    |v·w| <= 2^14: every partial sum of <= 1024 terms is an integer below 2^24, so float32 adds it
+    exactly in any order, and the reassociation lets LLVM run each row's sum in vector registers
+    (1.5-2x faster than updating all outputs per input term); chunks of 1024 add up in int64."""
+    m, n = w.shape
+    if n <= 1024:       # (a separate loop: the chunked form below does not vectorize)
+        for j in range(m):
+            s = np.float32(0.0)
+            for k in range(n):
+                s += v[k] * w[j, k]
+            acc[j] = np.int64(s)
+        return
     for j in range(m):
-        acc[j] = 0
-    for k0 in range(0, n, 1024):
-        k1 = min(n, k0 + 1024)
-        for j in range(m):
-            tmp[j] = 0.0
-        for k in range(k0, k1):
-            vk = v[k]
-            if vk != 0.0:
-                for j in range(m):
-                    tmp[j] += vk * wt[k, j]
-        for j in range(m):
-            acc[j] += np.int64(tmp[j])
+        a = np.int64(0)
+        for k0 in range(0, n, 1024):
+            s = np.float32(0.0)
+            for k in range(k0, min(n, k0 + 1024)):
+                s += v[k] * w[j, k]
+            a += np.int64(s)
+        acc[j] = a
 
 
 @njit(cache=True)
@@ -893,13 +897,14 @@ def _hybrid_input_gates(P, sf, zp, rowsum, wscale, bias, xg):
 
 
 @njit(cache=True)
-def _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip, use_proj,
-                 wpT, rs_p, ws_p, pb, proj_clip, asym, out2, T, B, time_major, reverse, col0, gbuf,
+def _lstm_hybrid(xg, xoff, wh, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell_clip, use_proj,
+                 wp, rs_p, ws_p, pb, proj_clip, asym, out2, T, B, time_major, reverse, col0, gbuf,
                  mbuf, obuf, qv, iacc, tmp, zbuf, kbits):
-    """Hybrid recurrence: _lstm_float with h and m quantized per row before each int8 matvec."""
+    """Hybrid recurrence: _lstm_float with h and m quantized per row before each int8 matvec
+    (wh [G·nc, no] and wp [no, nc]: one row per output)."""
     nc = c.shape[1]
     no = h.shape[1]
-    GN = whT.shape[1]
+    GN = wh.shape[0]
     for step in range(T):
         t = T - 1 - step if reverse else step
         for b in range(B):
@@ -913,7 +918,7 @@ def _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cel
                     break
             if nz:
                 sfh, zph = _quantize_row(h[b], qv[:no], asym)
-                _exact_dot(qv[:no], whT, iacc, tmp)
+                _exact_dot_rows(qv[:no], wh, iacc)
                 for g in range(GN // nc):
                     sg = sfh * ws_h[g]
                     for j in range(g * nc, (g + 1) * nc):
@@ -929,7 +934,7 @@ def _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cel
                         break
                 if nz:
                     sfm, zpm = _quantize_row(mbuf, qv[:nc], asym)
-                    _exact_dot(qv[:nc], wpT, iacc, tmp)
+                    _exact_dot_rows(qv[:nc], wp, iacc)
                     s = sfm * ws_p
                     for j in range(no):
                         obuf[j] += np.float32(iacc[j] - zpm * rs_p[j]) * s
@@ -969,13 +974,14 @@ def _rdpot_nb(x, e):
 
 
 @njit(cache=True)
-def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw,
-               ppq, pps, cshift, qcclip, hq, hs, zp_m, use_proj, wpT, bp, pq, ps, zp_h, qpclip,
+def _lstm_int8(gx, xoff, wh, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw,
+               ppq, pps, cshift, qcclip, hq, hs, zp_m, use_proj, wp, bp, pq, ps, zp_h, qpclip,
                out2, T, B, time_major, reverse, col0, hf, mf, iacc, tmp, pre):
-    """Integer 8x8→16 recurrence (see the module docstring for the arithmetic)."""
+    """Integer 8x8→16 recurrence (see the module docstring for the arithmetic); wh [G·nc, no]
+    and wp [no, nc] hold one row per output."""
     nc = c.shape[1]
     no = h.shape[1]
-    GN = whT.shape[1]
+    GN = wh.shape[0]
     of = 0 if cifg else nc
     oc = of + nc
     oo = oc + nc
@@ -991,7 +997,7 @@ def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, 
             r = _row(t, b, T, B, time_major)
             for k in range(no):
                 hf[k] = np.float32(h[b, k])
-            _exact_dot(hf, whT, iacc, tmp)
+            _exact_dot_rows(hf, wh, iacc)
             for g in range(GN // nc):
                 q = mq[g]
                 left, right = mbqm_split(ms[g])
@@ -1029,7 +1035,7 @@ def _lstm_int8(gx, xoff, whT, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, 
                 m = min(max(m, -128), 127)
                 mf[j] = np.float32(m)
             if use_proj:
-                _exact_dot(mf, wpT, iacc, tmp)
+                _exact_dot_rows(mf, wp, iacc)
                 for j in range(no):
                     v = mbqm_bf(bp[j] + iacc[j], pq, prl, prr) + zp_h
                     v = min(max(v, -128), 127)
@@ -1263,9 +1269,11 @@ def _rec_hybrid(ctx, cfg, reverse, col0, ow):
     T, B, nc, no, tm = cfg.T, cfg.B, cfg.nc, cfg.no, cfg.time_major
     cifg, use_peep, use_proj = cfg.cifg, cfg.peephole, cfg.projection
 
+    wh, wp = np.ascontiguousarray(whT.T), np.ascontiguousarray(wpT.T)
+
     def rec(xg, xoff, h, c, y):
-        _lstm_hybrid(xg, xoff, whT, rs_h, ws_h, h.reshape(B, no), c.reshape(B, nc), peep, use_peep,
-                     cifg, act, cclip, use_proj, wpT, rs_p, ws_p, pb, pclip, asym,
+        _lstm_hybrid(xg, xoff, wh, rs_h, ws_h, h.reshape(B, no), c.reshape(B, nc), peep, use_peep,
+                     cifg, act, cclip, use_proj, wp, rs_p, ws_p, pb, pclip, asym,
                      y.reshape(R, ow), T, B, tm, reverse, col0, gbuf, mbuf, obuf, qv, iacc, tmp,
                      zbuf, kbits)
     return rec
@@ -1308,10 +1316,12 @@ def _rec_int8(ctx, cfg, reverse, col0, ow):
     cshift, qcclip, qpclip = 30 + cfg.cs, cfg.q_cell_clip, cfg.q_proj_clip
     zp_m, zp_h = cfg.zp_m_signed, cfg.zp_h
 
+    wh, wp = np.ascontiguousarray(whT.T), np.ascontiguousarray(wpT.T)
+
     def rec(gx, xoff, h, c, y):
-        _lstm_int8(gx, xoff, whT, bh, mhq, mhs, h.reshape(B, no), c.reshape(B, nc), sig, tanh_g,
+        _lstm_int8(gx, xoff, wh, bh, mhq, mhs, h.reshape(B, no), c.reshape(B, nc), sig, tanh_g,
                    tanh_c, tanh_is_i, cifg, use_peep, pw, ppq, pps, cshift, qcclip, hq, hs, zp_m,
-                   use_proj, wpT, bp, pq, ps, zp_h, qpclip, y.reshape(R, ow), T, B, tm, reverse,
+                   use_proj, wp, bp, pq, ps, zp_h, qpclip, y.reshape(R, ow), T, B, tm, reverse,
                    col0, hf, mf, iacc, tmp, pre)
     return rec
 
