@@ -156,6 +156,29 @@ def test_dfa_decode_rejects_bad_arguments():
     with pytest.raises(ValueError):
         ctc.dfa_decode(lp, (trans, np.ones(2, bool), 0), blank=2, width=0)
 
+    with pytest.raises(ValueError):
+        ctc.check_dfa((trans, np.ones(3, bool), 0), 3)
+    with pytest.raises(ValueError):
+        ctc.check_dfa((trans, np.ones(2, bool), 2), 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 14), st.integers(3, 7), st.integers(1, 9), st.integers(0, 2 ** 32 - 1))
+def test_checked_dfa_decodes_as_the_plain_tuple(T, C, S, seed):
+    """A DFA validated once (check_dfa: private copies) reads exactly what the plain tuple reads;
+    checked for another class count it is validated again (and rejected)."""
+    rng = np.random.default_rng(seed)
+    blank = C - 1
+    trans, accept = _tiny_dfa(rng, S, C, blank)
+    lp = np.log(rng.dirichlet(np.ones(C), T))
+    plain = ctc.dfa_decode(lp, (trans, accept, 0), blank=blank, width=6, top_k=3)
+    checked = ctc.check_dfa((trans, accept, 0), C)
+    trans[:] = -1                      # the checked copy does not see later writes to the caller's arrays
+    got = ctc.dfa_decode(lp, checked, blank=blank, width=6, top_k=3)
+    assert [list(r.labels) for r in got] == [list(r.labels) for r in plain]
+    assert [r.log_prob for r in got] == [r.log_prob for r in plain]
+    with pytest.raises(ValueError):
+        ctc.dfa_decode(np.log(np.full((T, C + 1), 1 / (C + 1))), checked, blank=C)
 
 # ---- readers on the shipped models -----------------------------------------------------------------
 

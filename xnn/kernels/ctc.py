@@ -767,6 +767,35 @@ def dfa_viterbi_kernel(lp, blank, transitions, accept, start, width, top_classes
     return labels, lens, scores
 
 
+class CheckedDfa(tuple):
+    """A DFA (transitions (S, C) int64, accept (S,) bool, start) validated once for C classes, on
+    private copies: dfa_decode skips the O(S·C) range check for it (the card-number grammar has
+    7,000 x 12 transitions, checked on every call otherwise). Build with check_dfa; do not write
+    into its arrays (the kernel indexes them without bounds checks)."""
+    n_classes: int
+
+
+def check_dfa(dfa, n_classes: int) -> CheckedDfa:
+    """Validate (transitions, accept, start) for n_classes classes (ValueError if malformed)."""
+    if isinstance(dfa, CheckedDfa) and dfa.n_classes == n_classes:
+        return dfa
+    try:
+        trans, accept, start = dfa
+        trans = np.array(trans, np.int64, copy=True, order="C")
+        accept = np.array(accept, np.bool_, copy=True, order="C")
+        start = int(start)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"dfa must be (transitions, accept, start): {e}") from None
+    C = int(n_classes)
+    if trans.ndim != 2 or trans.shape[1] != C or trans.shape[0] < 1 or accept.shape != (trans.shape[0],):
+        raise ValueError(f"dfa transitions must be (S, {C}) with accept (S,)")
+    if trans.min() < -1 or trans.max() >= trans.shape[0] or not 0 <= start < trans.shape[0]:
+        raise ValueError("dfa transitions/start state out of range")
+    out = CheckedDfa((trans, accept, start))
+    out.n_classes = C
+    return out
+
+
 def dfa_decode(log_probs, dfa, blank=0, width=256, top_classes=None, top_k=1) -> list:
     """The most probable readings that a DFA accepts, found by beam Viterbi with recombination on
     (DFA state, last label) (see above): up to `top_k` CTCResults ranked by exact P(labels | x);
@@ -776,13 +805,7 @@ def dfa_decode(log_probs, dfa, blank=0, width=256, top_classes=None, top_k=1) ->
     rounds most classes to the same floor probability, and the one a rule needs may be among them)."""
     lp, blank = _check_lp(log_probs, blank)
     T, C = lp.shape
-    trans, accept, start = dfa
-    trans = np.ascontiguousarray(trans, np.int64)
-    accept = np.ascontiguousarray(accept, np.bool_)
-    if trans.ndim != 2 or trans.shape[1] != C or accept.shape != (trans.shape[0],):
-        raise ValueError(f"dfa transitions must be (S, {C}) with accept (S,)")
-    if trans.min() < -1 or trans.max() >= trans.shape[0] or not 0 <= int(start) < trans.shape[0]:
-        raise ValueError("dfa transitions/start state out of range")
+    trans, accept, start = dfa if isinstance(dfa, CheckedDfa) and dfa.n_classes == C else check_dfa(dfa, C)
     if top_classes is None:
         top_classes = C - 1 if C <= 65 else 16
     if int(width) < 1 or int(top_classes) < 1 or int(top_k) < 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import XnnError
+from ..kernels import ctc
 from . import rules
 from .engine import Detector, Recognizer
 from .geometry import fill_color, quad_axis, quad_size, tighten_quad
@@ -223,9 +224,10 @@ class Reader:
         key = (rule.grammar, rec.charset)
         if key not in self._dfas:
             if rule.grammar == ("meter", "reading") and self.meter_digits:
-                self._dfas[key] = rules.constraint(rules.meter_reading(self.meter_digits), rec.charset)
+                d = rules.constraint(rules.meter_reading(self.meter_digits), rec.charset)
             else:
-                self._dfas[key] = rules.constraint(rule.grammar, rec.charset)
+                d = rules.constraint(rule.grammar, rec.charset)
+            self._dfas[key] = ctc.check_dfa(d, rec.blank + 1)       # validated once, not per decode
         return self._dfas[key]
 
     def _valid(self, rule: FieldRule, raw: str) -> bool:
