@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.warp import warp_bilinear
+
 HEIGHT = 32  # recognizer input rows
 
 
@@ -109,8 +111,6 @@ def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15
     ratio (at most max_width). Lines shrunk by more than 1.5x are box-filtered first (Pillow's
     transform point-samples). Parts outside the image take the image's mean colour (pass `fill`
     = fill_color(image) when cutting many lines from one image)."""
-    Image = _pillow()
-
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
@@ -121,29 +121,34 @@ def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15
         out_w = min(out_w, max_width)
     if fill is None:
         fill = fill_color(img)
-    # cut the quad's bounding region out first (cheap), padded with the fill colour
+    # the quad's bounding region, 2 pixels wider each side; its pixels outside the image read as the
+    # fill colour
     lo = np.floor(g.min(0)).astype(int) - 2
     hi = np.ceil(g.max(0)).astype(int) + 2
     if np.any(hi - lo > 4 * max(img.shape[:2]) + 64):
         raise ValueError("quad far larger than the image")
-    buf = np.empty((int(hi[1] - lo[1]), int(hi[0] - lo[0]), 3), np.uint8)
-    buf[:] = np.asarray(fill, np.uint8)
-    x0, y0 = max(0, lo[0]), max(0, lo[1])
-    x1, y1 = min(img.shape[1], hi[0]), min(img.shape[0], hi[1])
-    if x1 > x0 and y1 > y0:
-        buf[y0 - lo[1]:y1 - lo[1], x0 - lo[0]:x1 - lo[0]] = img[y0:y1, x0:x1]
-    region = Image.fromarray(buf)
     g = g - lo
     shrink = gh / height
+    src, region = img, (int(lo[0]), int(lo[1]), int(hi[0] - lo[0]), int(hi[1] - lo[1]))
     if shrink > 1.5:
-        nw, nh = max(1, int(region.width / shrink)), max(1, int(region.height / shrink))
-        g = g * [nw / region.width, nh / region.height]
-        region = region.resize((nw, nh), Image.BOX)
+        Image = _pillow()
+        buf = np.empty((region[3], region[2], 3), np.uint8)
+        buf[:] = np.asarray(fill, np.uint8)
+        x0, y0 = max(0, lo[0]), max(0, lo[1])
+        x1, y1 = min(img.shape[1], hi[0]), min(img.shape[0], hi[1])
+        if x1 > x0 and y1 > y0:
+            buf[y0 - lo[1]:y1 - lo[1], x0 - lo[0]:x1 - lo[0]] = img[y0:y1, x0:x1]
+        rw, rh = region[2], region[3]
+        nw, nh = max(1, int(rw / shrink)), max(1, int(rh / shrink))
+        g = g * [nw / rw, nh / rh]
+        src = np.asarray(Image.fromarray(buf).resize((nw, nh), Image.BOX))
+        region = (0, 0, nw, nh)
     hm = homography(box_quad(0, 0, out_w, height), g)
     hm = hm / hm[2, 2]
-    out = region.transform((out_w, height), Image.PERSPECTIVE, tuple(hm.ravel()[:8]), Image.BILINEAR,
-                           fillcolor=fill)
-    return np.asarray(out)
+    # Pillow's transform(PERSPECTIVE, BILINEAR) value for value (xnn.kernels.warp), without cutting
+    # the region out and converting it to an Image first
+    return warp_bilinear(src, region, fill[:3] if len(fill) >= 3 else tuple(fill) * 3, hm.ravel()[:8],
+                         (out_w, height))
 
 
 def tighten_quad(image: np.ndarray, quad, fill: tuple | None = None, grow: float = 0.3, max_turn: float = 3.0,
@@ -225,10 +230,39 @@ def prepare_line(rgb: np.ndarray, width: int) -> np.ndarray:
     new_w = max(1, min(width, int(round(w * HEIGHT / h))))
     if (h, w) != (HEIGHT, new_w):
         a = np.asarray(Image.fromarray(a).resize((new_w, HEIGHT), Image.BILINEAR))
-    lo, hi = np.percentile(a, [1, 99])
+    lo, hi, mid = _order_stats(a)
     if hi - lo >= 16:
         a = (a - lo) * (255.0 / (hi - lo))
+        mid = (mid - lo) * (255.0 / (hi - lo))
     a = np.clip(a, 0, 255)
-    out = np.full((HEIGHT, width), np.median(a), np.float32)
+    # the median of the stretched, clipped line is the stretched, clipped middle of the original
+    # (both maps are monotone); the mean of the two middle values, as np.median takes it
+    mid = np.clip(mid, 0, 255)
+    out = np.full((HEIGHT, width), (mid[0] + mid[1]) / 2, np.float32)
     out[:, :new_w] = a
     return np.round(out).astype(np.uint8)
+
+
+_Q = np.array([1.0, 99.0]) / 100.0
+
+
+def _order_stats(a: np.ndarray):
+    """(np.percentile(a, 1), np.percentile(a, 99), the two middle values of a as a (2,) array of
+    a's dtype: equal for odd sizes) from ONE partition (np.percentile and np.median partition
+    separately, 3x the time). The percentiles follow NumPy's 'linear' method to the bit: virtual
+    index (n - 1) q, neighbours floor and floor + 1 clamped to the ends, and its lerp
+    (a + (b - a) g, or b - (b - a)(1 - g) when g >= 0.5) in float64."""
+    v = a.ravel()
+    n = v.size
+    vi = (n - 1) * _Q
+    prev = np.floor(vi).astype(np.int64)
+    gamma = vi - prev
+    prev = np.clip(prev, 0, n - 1)
+    nxt = np.clip(prev + 1, 0, n - 1)
+    half = n // 2
+    mids = (half - 1, half) if n % 2 == 0 else (half, half)
+    part = np.partition(v, np.unique(np.concatenate([prev, nxt, mids])))
+    pa, pb = part[prev], part[nxt]
+    d = pb - pa
+    pct = np.where(gamma >= 0.5, pb - d * (1 - gamma), pa + d * gamma)
+    return pct[0], pct[1], part[list(mids)]
