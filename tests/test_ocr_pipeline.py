@@ -271,6 +271,54 @@ def test_refine_tries_moved_and_turned_boxes(card_reader):
     assert seen and all(np.allclose(c[1, 1] - c[0, 1], 0) for c in seen)
 
 
+
+def test_refine_grows_long_lines_by_the_rules_heights(card_reader):
+    """A rule's `grow` adds boxes with both ends moved out along the line by that many heights (long
+    lines only); without it no box reaches past the ends' 0.3-height moves."""
+    seen = []
+
+    class Lines:
+        image = np.full((120, 400, 3), 128, np.uint8)
+        fill = (128, 128, 128)
+
+        def read(self, rec, quad):
+            seen.append(np.asarray(quad, np.float64))
+            return None
+
+    q = np.float32([[100, 50], [300, 50], [300, 70], [100, 70]])     # 200 x 20: 10 heights
+    card_reader._refine(apps.FieldRule("x", "m", None, grow=(0.8,)), None, None, Lines(), 0, q, ["kept"])
+    grown = [c for c in seen if np.allclose(c[:, 1], q[:, 1]) and np.allclose(c[[0, 3], 0], 100 - 16)]
+    assert len(grown) == 1 and np.allclose(grown[0][[1, 2], 0], 300 + 16)
+    seen.clear()
+    card_reader._refine(apps.FieldRule("x", "m", None), None, None, Lines(), 0, q, ["kept"])
+    assert min(c[:, 0].min() for c in seen) >= 100 - 0.3 * 20 - 1e-6
+
+
+@pytest.mark.parametrize("index", [43, 5, 100, 7])
+def test_card_number_is_read_from_a_box_that_cuts_off_its_first_digit(card_reader, index):
+    """The detector's box of a card number often stops short of the outer digit groups; refine's
+    grown boxes (FieldRule.grow) recover the number (held-out cards, box cut one height short)."""
+    import dataclasses
+
+    from models.data import generate
+
+    smp = generate("card", 8, index)
+    ln = next(x for x in smp.lines if x.field == "number")
+    q = np.asarray(ln.quad, np.float64)
+    u = (q[1] - q[0]) / np.linalg.norm(q[1] - q[0])
+    h = float(np.linalg.norm(q[3] - q[0]))
+    short = q.copy()
+    short[[0, 3]] += 1.0 * h * u                         # the first digit falls outside
+    truth = ln.text.replace(" ", "")
+    assert card_reader.read(smp.image, quads=[short]).fields["number"].text == truth
+    rules_ = card_reader.rules
+    try:
+        card_reader.rules = tuple(dataclasses.replace(r, grow=()) if r.name == "number" else r for r in rules_)
+        f = card_reader.read(smp.image, quads=[short]).fields.get("number")
+        assert f is None or f.text != truth
+    finally:
+        card_reader.rules = rules_
+
 def test_reader_result_structure_and_timings(card_reader):
     from xnn.ocr import imageio
 

@@ -109,6 +109,9 @@ class FieldRule:
                              # lines take the tallest (a meter's register beside its serial number;
                              # refine only that line, or a sure serial number wins again)
     refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
+    grow: tuple = ()         # refine also reads long lines with both ends moved out by these many
+                             # heights (a card number's outer groups, spaced wide, fall outside the
+                             # detector's box: a cut-off first digit is one to two heights away)
     below: tuple = ()        # (field, lo, hi, past_ends): once `field` is read, only lines lo..hi of its
                              # heights below it, overlapping its span grown by past_ends heights (_below)
     reject: object = None    # text -> True for valid readings that are not the field (card captions)
@@ -121,7 +124,7 @@ ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card name
 # edge; the card's bottom edge is ~5 heights below it)
 CARD_BELOW_NUMBER = ("number", 0.6, 7.0, 2.0)
 APP_FIELDS = {
-    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" "),
+    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=(0.8,)),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0, below=CARD_BELOW_NUMBER),
              FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, below=CARD_BELOW_NUMBER,
                        reject=rules.card_caption)),
@@ -492,8 +495,9 @@ class Reader:
     def _refine(self, rule, rec, dfa, lps, i, quad, found):
         """An uncertain field's line is read again from slightly different boxes (edges moved
         across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
-        heights long, the box turned by +-2 degrees about its centre; on shorter lines a turn moves
-        the ends less than the across moves already do), and first the text band that
+        heights long, the box turned by +-2 degrees about its centre and its ends moved out by the
+        rule's `grow` heights; on shorter lines a turn moves the ends less than the across moves
+        already do), and first the text band that
         tighten_quad finds inside the box; the reading whose characters the model supports best
         wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
         degrees in angle). A long line stops at the first sure reading (every character >=
@@ -509,6 +513,7 @@ class Reader:
                  (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)]
         long_line = h > 0 and w >= TURN_MIN_ASPECT * h
         if long_line:
+            moves += [(-g, g, 0, 0, 0, 0) for g in (rule.grow if rule is not None else ())]
             r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
             moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
         cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for a0, a1, *c in moves]
