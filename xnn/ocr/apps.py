@@ -123,8 +123,9 @@ ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card name
 # number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
 # edge; the card's bottom edge is ~5 heights below it)
 CARD_BELOW_NUMBER = ("number", 0.6, 7.0, 2.0)
+GROW = (0.8, 2.0, 3.5)   # card number: grown-box refine, in heights (a box may miss a whole outer group)
 APP_FIELDS = {
-    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=(0.8,)),
+    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=GROW),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0, below=CARD_BELOW_NUMBER),
              FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, below=CARD_BELOW_NUMBER,
                        reject=rules.card_caption)),
@@ -345,26 +346,35 @@ class Reader:
                         results.append((i, found))
                 if results:
                     break
-            if not results:
+            results.sort(key=lambda t: -_score(t[1][0]))
+            # lines without any valid reading: a box cut short may hold only part of the field (a
+            # card number's outer groups); with `grow`, the longest such are re-read from grown boxes
+            fragments = []
+            if rule.grow and self.refine and rule.refine:
+                got = {t[0] for t in results}
+                fragments = [(i, []) for i in sorted(cand, key=lambda i: -greedy[i]) if i not in got][:rule.refine]
+            if not results and not fragments:
                 missing.append(rule.name)
                 continue
-            results.sort(key=lambda t: -_score(t[1][0]))
             if rule.tallest:
                 sure = [t for t in results if _score(t[1][0]) >= TALLEST_MIN_SCORE]
                 if sure:
                     top = max(sure, key=lambda t: quad_size(quads[t[0]])[1])
                     results.remove(top)
                     results.insert(0, top)
-            i, found = results[0]
-            quad = quads[i]
-            if self.refine and rule.refine and np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW:
+            i, found = results[0] if results else (None, [])
+            quad = None if i is None else quads[i]
+            if self.refine and rule.refine and (not found or np.min(found[0].char_conf, initial=1.0) < REFINE_BELOW):
                 # the best lines are read again from moved boxes (the right line may be the
                 # runner-up when the detector cut its box short)
                 best = None
-                for j, fj in results[:rule.refine]:
+                for j, fj in results[:rule.refine] + fragments:
                     qj, gj = self._refine(rule, rec, dfa, lps, j, quads[j], fj)
-                    if best is None or _score(gj[0]) > _score(best[2][0]):
+                    if gj and (best is None or _score(gj[0]) > _score(best[2][0])):
                         best = (j, qj, gj)
+                if best is None:
+                    missing.append(rule.name)
+                    continue
                 i, quad, found = best
             f = self._field(rule, rec, found, quad)
             if f.confidence < self.min_confidence:
@@ -527,7 +537,7 @@ class Reader:
             if lp is None:
                 continue
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
-            if got and _score(got[0]) > _score(best[0]):
+            if got and (not best or _score(got[0]) > _score(best[0])):
                 best_q, best = cand.astype(np.float32), got
                 if long_line and self.refine_stop and np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
                     break       # a long line read surely now: the remaining boxes are not read (on
