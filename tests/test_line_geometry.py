@@ -178,3 +178,18 @@ def test_prepare_line_equals_the_numpy_statistics_version(seed, h, w, kind, widt
          "flat": lambda: rng.integers(100, 110, (h, w, 3)),
          "normal": lambda: np.clip(rng.normal(128, 40, (h, w, 3)), 0, 255)}[kind]().astype(np.uint8)
     np.testing.assert_array_equal(geometry.prepare_line(a, width), _prepare_line_numpy(a, width))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 50), st.integers(1, 300), st.integers(1, 13))
+def test_shear_profiles_equal_the_numpy_reference(seed, rows, cols, n_angles):
+    """tighten_quad's sheared row means, shifts reaching far outside the rows (clamped)."""
+    from xnn.kernels.warp import shear_profiles, shear_profiles_ref
+
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(0, 255, (rows, cols)).astype(np.float32)
+    ys = rng.integers(-5, rows + 5, int(rng.integers(1, 40)))
+    shifts = rng.integers(-2 * rows, 2 * rows + 1, (n_angles, cols))
+    np.testing.assert_allclose(shear_profiles(g, ys, shifts), shear_profiles_ref(g, ys, shifts), rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError):
+        shear_profiles(g, ys, shifts[:, :-1] if cols > 1 else np.zeros((1, 2), np.int64))

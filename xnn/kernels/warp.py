@@ -131,3 +131,41 @@ def warp_bilinear_ref(src, region, fill, m, size) -> np.ndarray:
     bot = p(i, j + 1) + (p(i + 1, j + 1) - p(i, j + 1)) * du
     val = (top + (bot - top) * dv).astype(np.int64).astype(np.uint8)
     return np.where(inside[..., None], val, fill.astype(np.uint8))
+
+
+# ---- sheared row profiles (xnn.ocr.geometry.tighten_quad) -----------------------------------------
+
+@njit(cache=True)
+def shear_profiles_kernel(g, ys, shifts, out):
+    """out[a, i] = mean over columns c of g[clip(ys[i] + shifts[a, c], 0, rows - 1), c] (float64
+    sums): the row profile of g sheared by each candidate angle a."""
+    rows, cols = g.shape
+    for a in range(shifts.shape[0]):
+        for i in range(ys.shape[0]):
+            s = 0.0
+            for c in range(cols):
+                r = min(max(ys[i] + shifts[a, c], 0), rows - 1)
+                s += g[r, c]
+            out[a, i] = s / cols
+
+
+def shear_profiles(g, ys, shifts) -> np.ndarray:
+    """(angles, len(ys)) sheared row means of the 2-D array g; shifts (angles, columns) int rows."""
+    g = np.ascontiguousarray(g, np.float32)
+    ys = np.ascontiguousarray(ys, np.int64)
+    shifts = np.ascontiguousarray(shifts, np.int64)
+    if g.ndim != 2 or g.shape[0] < 1 or g.shape[1] < 1 or ys.ndim != 1 or shifts.ndim != 2 \
+            or shifts.shape[1] != g.shape[1]:
+        raise ValueError(f"shear_profiles: g (rows, cols), ys (n,), shifts (angles, cols); got "
+                         f"{g.shape}, {ys.shape}, {shifts.shape}")
+    out = np.empty((shifts.shape[0], ys.shape[0]), np.float64)
+    shear_profiles_kernel(g, ys, shifts, out)
+    return out
+
+
+def shear_profiles_ref(g, ys, shifts) -> np.ndarray:
+    """NumPy reference of shear_profiles."""
+    g = np.asarray(g, np.float64)
+    cols = np.arange(g.shape[1])
+    idx = np.clip(np.asarray(ys)[None, :, None] + np.asarray(shifts)[:, None, :], 0, g.shape[0] - 1)
+    return g[idx, cols[None, None, :]].mean(2)

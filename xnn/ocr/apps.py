@@ -109,6 +109,8 @@ class FieldRule:
                              # lines take the tallest (a meter's register beside its serial number;
                              # refine only that line, or a sure serial number wins again)
     refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
+    stop_early: bool = False  # refine stops at the first sure reading on short lines too
+    refine_moves: tuple = None  # refine only these boxes (_refine's names; None: all of them)
     grow: tuple = ()         # refine also reads long lines with both ends moved out by these many
                              # heights (a card number's outer groups, spaced wide, fall outside the
                              # detector's box: a cut-off first digit is one to two heights away)
@@ -352,7 +354,7 @@ class Reader:
             fragments = []
             if rule.grow and self.refine and rule.refine:
                 got = {t[0] for t in results}
-                fragments = [(i, []) for i in sorted(cand, key=lambda i: -greedy[i]) if i not in got][:rule.refine]
+                fragments = [(i, []) for i in sorted(cand, key=lambda i: -greedy[i]) if i not in got][:2]
             if not results and not fragments:
                 missing.append(rule.name)
                 continue
@@ -369,7 +371,7 @@ class Reader:
                 # runner-up when the detector cut its box short)
                 best = None
                 for j, fj in results[:rule.refine] + fragments:
-                    qj, gj = self._refine(rule, rec, dfa, lps, j, quads[j], fj)
+                    qj, gj = self._refine(rule, rec, dfa, lps, j, quads[j], fj, grow_only=not fj)
                     if gj and (best is None or _score(gj[0]) > _score(best[2][0])):
                         best = (j, qj, gj)
                 if best is None:
@@ -502,7 +504,7 @@ class Reader:
             fields[name] = f
             lines.append(LineRead(f.raw, f.confidence, quads[i], float(scores[i]), ID_TEXT_MODEL))
 
-    def _refine(self, rule, rec, dfa, lps, i, quad, found):
+    def _refine(self, rule, rec, dfa, lps, i, quad, found, grow_only=False):
         """An uncertain field's line is read again from slightly different boxes (edges moved
         across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
         heights long, the box turned by +-2 degrees about its centre and its ends moved out by the
@@ -511,35 +513,43 @@ class Reader:
         tighten_quad finds inside the box; the reading whose characters the model supports best
         wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
         degrees in angle). A long line stops at the first sure reading (every character >=
-        REFINE_BELOW)."""
+        REFINE_BELOW). grow_only: only the grown boxes (a line with no valid reading at all, whose
+        box lost whole characters: moving it across cannot bring them back). Boxes whose greedy
+        reading is shorter than the rule's min_chars are not decoded."""
         q = np.asarray(quad, np.float64)
         u = quad_axis(q)
         v = np.array([-u[1], u[0]])
         w, h = quad_size(q)
         # (left end, right end along u; top-left, top-right, bottom-right, bottom-left across, along v),
         # all in line heights
-        moves = [(0, 0, -0.12, -0.12, -0.12, -0.12), (0, 0, 0.12, 0.12, 0.12, 0.12),
-                 (0, 0, 0.12, 0.12, -0.12, -0.12), (0, 0, -0.12, -0.12, 0.12, 0.12),
-                 (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)]
+        moves = [("up", (0, 0, -0.12, -0.12, -0.12, -0.12)), ("down", (0, 0, 0.12, 0.12, 0.12, 0.12)),
+                 ("narrow", (0, 0, 0.12, 0.12, -0.12, -0.12)), ("wide", (0, 0, -0.12, -0.12, 0.12, 0.12)),
+                 ("shorter", (0.3, -0.3, 0, 0, 0, 0)), ("longer", (-0.3, 0.3, 0, 0, 0, 0))]
         long_line = h > 0 and w >= TURN_MIN_ASPECT * h
         if long_line:
-            moves += [(-g, g, 0, 0, 0, 0) for g in (rule.grow if rule is not None else ())]
+            moves += [("grow", (-g, g, 0, 0, 0, 0)) for g in (rule.grow if rule is not None else ())]
             r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
-            moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
-        cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for a0, a1, *c in moves]
-        if self.refine_tight:
+            moves += [("turn", (0, 0, r, -r, -r, r)), ("turn", (0, 0, -r, r, r, -r))]
+        if grow_only:
+            moves = [m for m in moves if m[0] == "grow"]
+        if rule is not None and rule.refine_moves is not None:
+            moves = [m for m in moves if m[0] in rule.refine_moves]
+        cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for _, (a0, a1, *c) in moves]
+        if self.refine_tight and not grow_only and (rule is None or rule.refine_moves is None
+                                                    or "tight" in rule.refine_moves):
             t = tighten_quad(lps.image, q, lps.fill)
             if t is not None:
                 cands.insert(0, t)
         best_q, best = quad, found
         for cand in cands:
             lp = lps.read(rec, cand)
-            if lp is None:
+            if lp is None or (rule is not None and len(rec.decode(lp, beam_width=1)[0].labels) < rule.min_chars):
                 continue
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
             if got and (not best or _score(got[0]) > _score(best[0])):
                 best_q, best = cand.astype(np.float32), got
-                if long_line and self.refine_stop and np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
+                if (long_line or (rule is not None and rule.stop_early)) and self.refine_stop and \
+                        np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
                     break       # a long line read surely now: the remaining boxes are not read (on
                                 # short lines, meters, reading them all is as fast and more accurate)
         return best_q, best

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.warp import warp_bilinear
+from ..kernels.warp import shear_profiles, warp_bilinear
 
 HEIGHT = 32  # recognizer input rows
 
@@ -186,9 +186,9 @@ def tighten_quad(image: np.ndarray, quad, fill: tuple | None = None, grow: float
     half = int(hh / scale)                                 # profile rows: the grown box, not the margin
     ys = np.arange(rows // 2 - half, rows // 2 + half)
     best = None
-    for a in np.arange(-max_turn, max_turn + 1e-9, 0.5):
-        idx = np.clip(ys[:, None] + np.round(np.tan(np.radians(a)) * xs)[None, :].astype(int), 0, rows - 1)
-        e = gx[idx, np.arange(n_cols)[None, :]].mean(1)
+    angles = np.arange(-max_turn, max_turn + 1e-9, 0.5)
+    shifts = np.round(np.tan(np.radians(angles))[:, None] * xs[None, :]).astype(np.int64)
+    for a, e in zip(angles, shear_profiles(gx, ys, shifts)):
         m = float(e.mean())
         if m < 1e-3:
             continue
