@@ -129,8 +129,8 @@ GROW = (0.8, 2.0, 3.5)   # card number: grown-box refine, in heights (a box may 
 APP_FIELDS = {
     "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=GROW),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0, below=CARD_BELOW_NUMBER),
-             FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, below=CARD_BELOW_NUMBER,
-                       reject=rules.card_caption)),
+             FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, stop_early=True,
+                       below=CARD_BELOW_NUMBER, reject=rules.card_caption)),
     "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True, refine=1),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
     "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
