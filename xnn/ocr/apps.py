@@ -110,6 +110,9 @@ class FieldRule:
                              # refine only that line, or a sure serial number wins again)
     refine: int = 2          # uncertain readings: re-read the best `refine` lines from moved boxes
     stop_early: bool = False  # refine stops at the first sure reading on short lines too
+    min_aspect: float = 0.25  # lines narrower than min_chars characters this many heights wide are not
+                              # read (a card number's digits and group gaps: 0.6; forcing its grammar
+                              # on short lines found wrong numbers and cost time)
     refine_moves: tuple = None  # refine only these boxes (_refine's names; None: all of them)
     grow: tuple = ()         # refine also reads long lines with both ends moved out by these many
                              # heights (a card number's outer groups, spaced wide, fall outside the
@@ -127,7 +130,8 @@ ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card name
 CARD_BELOW_NUMBER = ("number", 0.6, 7.0, 2.0)
 GROW = (0.8, 2.0, 3.5)   # card number: grown-box refine, in heights (a box may miss a whole outer group)
 APP_FIELDS = {
-    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=GROW),
+    "card": (FieldRule("number", "card_number", ("card", "number"), 10, strip=" ", refine=3, grow=GROW,
+                       min_aspect=0.6),
              FieldRule("expiry", "card_expiry_name", ("card", "expiry"), 4, refine=0, below=CARD_BELOW_NUMBER),
              FieldRule("name", "card_expiry_name", ("card", "name"), 3, refine=1, stop_early=True,
                        below=CARD_BELOW_NUMBER, reject=rules.card_caption)),
@@ -327,9 +331,9 @@ class Reader:
             if rule.grammar is None:        # found by the document's layout: _read_id_text
                 continue
             dfa = self._dfa(rule, rec)
-            # a line narrower than min_chars characters can hold (0.25 line heights each) is skipped
+            # a line narrower than min_chars characters can hold (min_aspect line heights each) is skipped
             # before it is recognized
-            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= 0.25 * rule.min_chars
+            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= rule.min_aspect * rule.min_chars
                     and (i not in joined or (rule.min_chars >= JOIN_MIN_CHARS and not joined[i] & used))]
             if rule.below and rule.below[0] in fields:
                 ref = fields[rule.below[0]].quad
