@@ -137,8 +137,8 @@ APP_FIELDS = {
                        below=CARD_BELOW_NUMBER, reject=rules.card_caption)),
     "meter": (FieldRule("reading", "meter_reading", ("meter", "reading"), 4, tallest=True, refine=1),),
     "plate": (FieldRule("plate", "plate_plate", ("plate", "plate"), 5),),
-    "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12),),
-    "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12),
+    "vin": (FieldRule("vin", "vin_vin", ("vin", "vin"), 12, min_aspect=0.6),),
+    "idcard": (FieldRule("id_number", "idcard_id_number", ("idcard", "id_number"), 12, min_aspect=0.6),
                FieldRule("name", ID_TEXT_MODEL, None, 2),
                FieldRule("address", ID_TEXT_MODEL, None, 4)),
 }
