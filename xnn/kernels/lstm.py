@@ -55,8 +55,12 @@ gemmlowp's int16 fixed-point exp / Newton-Raphson reciprocal (also the reference
 
 Fast paths: the input-side matmul of every time step is one BLAS product before the recurrence
 (int8 operands in float32 are exact while a chunk of ≤ 1024 products of magnitude ≤ 2^14 sums
-below 2^24); the recurrence runs in one @njit function per form with weights packed [k, gate·nc]
-so the innermost loop is contiguous over all gates; float σ/tanh are vectorizable polynomials.
+below 2^24); the recurrence runs in one @njit function per form: the float one with weights packed
+[k, gate·nc] so the innermost loop is contiguous over all gates, the hybrid and int8 ones with one
+weight row per gate column, summed in float32 under fastmath reassociation (exact in any order by
+the same bound; LLVM keeps each row's sum in vector registers); the int8 form's fixed-point steps
+(MBQM, rounding shifts) are branch-free so their loops vectorize; float σ/tanh are vectorizable
+polynomials.
 Each recurrence can walk time backwards and write into a column range of a wider output, which
 is how a backward direction runs on x itself and both directions fill one merged output.
 """
