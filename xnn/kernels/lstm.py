@@ -789,39 +789,43 @@ def _exact_dot_rows(v, w, acc):
 
 
 @njit(cache=True)
-def _lstm_float(xg, xoff, bias, whT, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, wpT,
+def _lstm_float(xg, xoff, bias, wh, h, c, peep, use_peep, cifg, act, cell_clip, use_proj, wp,
                 pb, proj_clip, out2, T, B, time_major, reverse, col0, gbuf, mbuf, obuf, zbuf,
                 kbits):
     """Float32 recurrence. xg[row, xoff:xoff+G·nc] holds Wx·x_t for every step and a step's gates
-    start from it + bias; gates are packed [(i,) f, c, o] × nc in whT [no, G·nc]; peep [3, nc] =
-    (pi, pf, po).
+    start from it + bias; gates are packed [(i,) f, c, o] × nc, one row per gate column, in wh
+    [G·nc, no] (wp [no, nc] likewise); peep [3, nc] = (pi, pf, po).
     Steps run t = 0..T-1, or T-1..0 with `reverse`; step t writes out2[row(t, b), col0:col0+no]."""
     nc = c.shape[1]
     no = h.shape[1]
-    GN = whT.shape[1]
+    GN = wh.shape[0]
     for step in range(T):
         t = T - 1 - step if reverse else step
         for b in range(B):
             r = _row(t, b, T, B, time_major)
+            _dot_rows_f32(h[b], wh, gbuf)
             for j in range(GN):
-                gbuf[j] = xg[r, xoff + j] + bias[j]
-            for k in range(no):
-                hk = h[b, k]
-                if hk != 0.0:
-                    for j in range(GN):
-                        gbuf[j] += hk * whT[k, j]
+                gbuf[j] += xg[r, xoff + j] + bias[j]
             _cell_step(gbuf, c[b], peep, use_peep, cifg, act, cell_clip, mbuf, zbuf, kbits)
             if use_proj:
+                _dot_rows_f32(mbuf, wp, obuf)
                 for j in range(no):
-                    obuf[j] = pb[j]
-                for k in range(nc):
-                    mk = mbuf[k]
-                    if mk != 0.0:
-                        for j in range(no):
-                            obuf[j] += mk * wpT[k, j]
+                    obuf[j] += pb[j]
                 _store_output(obuf, proj_clip, h, out2, b, r, col0, no)
             else:
                 _store_output(mbuf, 0.0, h, out2, b, r, col0, no)
+
+
+@njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _dot_rows_f32(v, w, out):
+    """out[j] = Σ_k v[k]·w[j, k] in float32, summed in whatever order LLVM vectorizes (the float
+    forms' documented tolerance: LiteRT sums in another order too)."""
+    m, n = w.shape
+    for j in range(m):
+        s = np.float32(0.0)
+        for k in range(n):
+            s += v[k] * w[j, k]
+        out[j] = s
 
 
 @njit(cache=True, inline="always")
@@ -1230,9 +1234,11 @@ def _rec_float(ctx, cfg, reverse, col0, ow):
     T, B, nc, no, tm = cfg.T, cfg.B, cfg.nc, cfg.no, cfg.time_major
     cifg, use_peep, use_proj = cfg.cifg, cfg.peephole, cfg.projection
 
+    wh, wp = np.ascontiguousarray(whT.T), np.ascontiguousarray(wpT.T)
+
     def rec(xg, xoff, h, c, y):
-        _lstm_float(xg, xoff, bias, whT, h.reshape(B, no), c.reshape(B, nc), peep, use_peep, cifg,
-                    act, cclip, use_proj, wpT, pb, pclip, y.reshape(R, ow), T, B, tm, reverse,
+        _lstm_float(xg, xoff, bias, wh, h.reshape(B, no), c.reshape(B, nc), peep, use_peep, cifg,
+                    act, cclip, use_proj, wp, pb, pclip, y.reshape(R, ow), T, B, tm, reverse,
                     col0, gbuf, mbuf, obuf, zbuf, kbits)
     return rec
 
