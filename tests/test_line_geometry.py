@@ -63,6 +63,14 @@ def test_warp_of_a_region_equals_reference_and_a_padded_cut(seed, rx0, ry0):
     np.testing.assert_array_equal(got, pil)
 
 
+def test_crop_line_refuses_a_degenerate_line_of_huge_width():
+    img = np.zeros((50, 50, 3), np.uint8)
+    sliver = np.array([[0, 0], [200, 0], [200, 0.01], [0, 0.01]])      # 0.01 px tall
+    with pytest.raises(ValueError, match="max_width"):
+        geometry.crop_line(img, sliver)
+    assert geometry.crop_line(img, sliver, max_width=256).shape == (32, 256, 3)
+
+
 def test_warp_rejects_bad_arguments():
     img = np.zeros((4, 4, 3), np.uint8)
     m = np.eye(3).ravel()[:8]

@@ -16,6 +16,7 @@ import numpy as np
 from ..kernels.warp import shear_profiles, warp_bilinear
 
 HEIGHT = 32  # recognizer input rows
+MAX_LINE_WIDTH = 16384  # crop_line refuses longer outputs (a degenerate quad, not a text line)
 
 
 def _pillow():
@@ -119,6 +120,8 @@ def crop_line(image: np.ndarray, quad, height: int = HEIGHT, pad_x: float = 0.15
     out_w = max(1, int(round(height * gw / gh)))
     if max_width is not None:
         out_w = min(out_w, max_width)
+    if out_w > MAX_LINE_WIDTH:
+        raise ValueError(f"line would be {out_w} pixels wide (a quad {gw / gh:.0f} heights long); pass max_width")
     if fill is None:
         fill = fill_color(img)
     # the quad's bounding region, 2 pixels wider each side; its pixels outside the image read as the
