@@ -460,5 +460,5 @@ def test_exact_dot_rows_is_the_integer_product(m, n, seed, extreme):
         v = rng.integers(-128, 128, n).astype(np.float32)
         w = rng.integers(-127, 128, (m, n)).astype(np.float32)
     acc = np.zeros(m, np.int64)
-    _exact_dot_rows(v, w, acc)
+    _exact_dot_rows(v, w, acc, np.empty(m, np.float32))
     np.testing.assert_array_equal(acc, w.astype(np.int64) @ v.astype(np.int64))

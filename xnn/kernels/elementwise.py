@@ -15,7 +15,7 @@ Quantized arithmetic (TFLite reference kernels, double-rounding MultiplyByQuanti
       Bounds: |a'|, |b'| ≤ 255, so |a'·2^20| < 2^28 and |A + B| < 2^29 (int16: |a'·2^15| ≤ 2^30,
       |A|, |B| ≤ 2^29): no int32 overflow.
   MUL: y = clamp(mbqm(a'·b', M = fl32(s_a·s_b)/s_y) + zp_y, act_lo, act_hi); |a'·b'| ≤ 65025.
-The kernels evaluate these formulas exactly in int64 with a branch-free mbqm (see `_mbqm_bf`), which
+The kernels evaluate these formulas exactly in int64 with a branch-free mbqm (quant.mbqm_bf_terms), which
 vectorizes better than a 65536-entry table of all (a, b) byte pairs.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from numba.core.options import DefaultOptions
 
 from .quant import (activation_name, activation_range_float, activation_range_quantized,
                     mbqm_ref, quantize_multiplier)
+from .quant import mbqm_bf_terms as _mbqm_bf
 
 MAX_GROUPS = 6
 
@@ -184,18 +185,6 @@ def binary_f32(a, b, out, shape, sa, sb, op, lo, hi):
                         ib = np.uint64(i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3] + i4 * sb[4])
                         _row_f32(a, ia, ta, b, ib, tb, out, o, n, op, lo, hi)
                         o += n
-
-
-@njit(cache=True, inline="always")
-def _mbqm_bf(x, q, left, right, half, adj):
-    """Branch-free mbqm for |x·2^left| < 2^31 and q > INT32_MIN.
-
-    SRDHM(v, q) = floor((v·q + 2^30) / 2^31) for every product (ties round up, both signs), and
-    RDBPOT(v, e) = floor((v + 2^(e-1) - [v < 0]) / 2^e) for e ≥ 1; `half` = 2^(right-1) or 0 and
-    `adj` = [right > 0] select the e = 0 identity.
-    """
-    v = ((x << left) * q + (1 << 30)) >> 31
-    return (v + half - (v < 0) * adj) >> right
 
 
 @njit(cache=True, inline="always")

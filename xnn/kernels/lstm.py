@@ -55,12 +55,11 @@ gemmlowp's int16 fixed-point exp / Newton-Raphson reciprocal (also the reference
 
 Fast paths: the input-side matmul of every time step is one BLAS product before the recurrence
 (int8 operands in float32 are exact while a chunk of ≤ 1024 products of magnitude ≤ 2^14 sums
-below 2^24); the recurrence runs in one @njit function per form: the float one with weights packed
-[k, gate·nc] so the innermost loop is contiguous over all gates, the hybrid and int8 ones with one
-weight row per gate column, summed in float32 under fastmath reassociation (exact in any order by
-the same bound; LLVM keeps each row's sum in vector registers); the int8 form's fixed-point steps
-(MBQM, rounding shifts) are branch-free so their loops vectorize; float σ/tanh are vectorizable
-polynomials.
+below 2^24); the recurrence runs in one @njit function per form, every form with one weight row
+per gate column, its products summed in float32 under fastmath reassociation (_row_sums_f32, the
+only fastmath code; the integer forms' sums are exact in any order by the same bound); the int8
+form's fixed-point steps (MBQM, rounding shifts) are branch-free so their loops vectorize; float
+σ/tanh are vectorizable polynomials.
 Each recurrence can walk time backwards and write into a column range of a wider output, which
 is how a backward direction runs on x itself and both directions fill one merged output.
 """
@@ -73,7 +72,7 @@ import numpy as np
 from numba import njit
 
 from ..ir import OpContext, frozen_options
-from .quant import activation_name, mbqm_bf, mbqm_ref, mbqm_split, quantize_multiplier
+from .quant import activation_name, mbqm_bf, mbqm_ref, mbqm_split, quantize_multiplier, rdbypot_bf
 
 # input slots
 X = 0
@@ -764,28 +763,36 @@ def _row(t, b, T, B, time_major):
     return b * T + t
 
 
-@njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
-def _exact_dot_rows(v, w, acc):
-    """acc[j] = Σ_k v[k]·w[j, k] (w: one row per output) for integer-valued float32 operands with
-    |v·w| <= 2^14: every partial sum of <= 1024 terms is an integer below 2^24, so float32 adds it
-    exactly in any order, and the reassociation lets LLVM run each row's sum in vector registers
-    (1.5-2x faster than updating all outputs per input term); chunks of 1024 add up in int64."""
+@njit(cache=True, fastmath={"reassoc"})
+def _row_sums_f32(v, w, k0, k1, out):
+    """out[j] = Σ_{k0 <= k < k1} v[k]·w[j, k] in float32 (w: one row per output), summed in the
+    order LLVM vectorizes (the reassociation keeps each row's sum in vector registers). Pure float:
+    the one kernel here compiled with fastmath; the integer callers only use sums that are exact in
+    any order (_exact_dot_rows)."""
+    for j in range(w.shape[0]):
+        s = np.float32(0.0)
+        for k in range(k0, k1):
+            s += v[k] * w[j, k]
+        out[j] = s
+
+
+@njit(cache=True)
+def _exact_dot_rows(v, w, acc, tmp):
+    """acc[j] = Σ_k v[k]·w[j, k] for integer-valued float32 operands with |v·w| <= 2^14: each
+    chunk of <= 1024 terms sums (_row_sums_f32, into tmp) to an integer below 2^24, which float32
+    adds exactly in any order; the chunks add up in int64."""
     m, n = w.shape
-    if n <= 1024:       # (a separate loop: the chunked form below does not vectorize)
+    if n <= 1024:       # one chunk: a call outside the chunk loop (inside it the sum does not vectorize)
+        _row_sums_f32(v, w, 0, n, tmp)
         for j in range(m):
-            s = np.float32(0.0)
-            for k in range(n):
-                s += v[k] * w[j, k]
-            acc[j] = np.int64(s)
+            acc[j] = np.int64(tmp[j])
         return
     for j in range(m):
-        a = np.int64(0)
-        for k0 in range(0, n, 1024):
-            s = np.float32(0.0)
-            for k in range(k0, min(n, k0 + 1024)):
-                s += v[k] * w[j, k]
-            a += np.int64(s)
-        acc[j] = a
+        acc[j] = 0
+    for k0 in range(0, n, 1024):
+        _row_sums_f32(v, w, k0, min(n, k0 + 1024), tmp)
+        for j in range(m):
+            acc[j] += np.int64(tmp[j])
 
 
 @njit(cache=True)
@@ -803,29 +810,17 @@ def _lstm_float(xg, xoff, bias, wh, h, c, peep, use_peep, cifg, act, cell_clip, 
         t = T - 1 - step if reverse else step
         for b in range(B):
             r = _row(t, b, T, B, time_major)
-            _dot_rows_f32(h[b], wh, gbuf)
+            _row_sums_f32(h[b], wh, 0, no, gbuf)
             for j in range(GN):
                 gbuf[j] += xg[r, xoff + j] + bias[j]
             _cell_step(gbuf, c[b], peep, use_peep, cifg, act, cell_clip, mbuf, zbuf, kbits)
             if use_proj:
-                _dot_rows_f32(mbuf, wp, obuf)
+                _row_sums_f32(mbuf, wp, 0, nc, obuf)
                 for j in range(no):
                     obuf[j] += pb[j]
                 _store_output(obuf, proj_clip, h, out2, b, r, col0, no)
             else:
                 _store_output(mbuf, 0.0, h, out2, b, r, col0, no)
-
-
-@njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
-def _dot_rows_f32(v, w, out):
-    """out[j] = Σ_k v[k]·w[j, k] in float32, summed in whatever order LLVM vectorizes (the float
-    forms' documented tolerance: LiteRT sums in another order too)."""
-    m, n = w.shape
-    for j in range(m):
-        s = np.float32(0.0)
-        for k in range(n):
-            s += v[k] * w[j, k]
-        out[j] = s
 
 
 @njit(cache=True, inline="always")
@@ -926,7 +921,7 @@ def _lstm_hybrid(xg, xoff, wh, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell
                     break
             if nz:
                 sfh, zph = _quantize_row(h[b], qv[:no], asym)
-                _exact_dot_rows(qv[:no], wh, iacc)
+                _exact_dot_rows(qv[:no], wh, iacc, tmp)
                 for g in range(GN // nc):
                     sg = sfh * ws_h[g]
                     for j in range(g * nc, (g + 1) * nc):
@@ -942,7 +937,7 @@ def _lstm_hybrid(xg, xoff, wh, rs_h, ws_h, h, c, peep, use_peep, cifg, act, cell
                         break
                 if nz:
                     sfm, zpm = _quantize_row(mbuf, qv[:nc], asym)
-                    _exact_dot_rows(qv[:nc], wp, iacc)
+                    _exact_dot_rows(qv[:nc], wp, iacc, tmp)
                     s = sfm * ws_p
                     for j in range(no):
                         obuf[j] += np.float32(iacc[j] - zpm * rs_p[j]) * s
@@ -974,13 +969,6 @@ def _wrap16_nb(v):
     return ((v + 32768) & 0xFFFF) - 32768
 
 
-@njit(cache=True, inline="always")
-def _rdpot_nb(x, e):
-    """RoundingDivideByPOT without branches: floor((x + 2^(e-1) - [x < 0]) / 2^e), x for e = 0."""
-    half = (np.int64(1) << e) >> 1
-    return (x + half - np.int64(x < 0) * np.int64(e > 0)) >> e
-
-
 @njit(cache=True)
 def _lstm_int8(gx, xoff, wh, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, cifg, use_peep, pw,
                ppq, pps, cshift, qcclip, hq, hs, zp_m, use_proj, wp, bp, pq, ps, zp_h, qpclip,
@@ -1005,7 +993,7 @@ def _lstm_int8(gx, xoff, wh, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, c
             r = _row(t, b, T, B, time_major)
             for k in range(no):
                 hf[k] = np.float32(h[b, k])
-            _exact_dot_rows(hf, wh, iacc)
+            _exact_dot_rows(hf, wh, iacc, tmp)
             for g in range(GN // nc):
                 q = mq[g]
                 left, right = mbqm_split(ms[g])
@@ -1026,8 +1014,8 @@ def _lstm_int8(gx, xoff, wh, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, c
                         vi = min(max(vi + mbqm_bf(pw[0, j] * cj, ppq[0], pl[0], pr[0]), -32768), 32767)
                     ig = np.int64(sig[vi + 32768])
                 z = np.int64(tanh_g[pre[oc + j] + 32768])
-                a = _wrap16_nb(_rdpot_nb(f * cj, 15))
-                s = _wrap16_nb(_rdpot_nb(ig * z, cshift))
+                a = _wrap16_nb(rdbypot_bf(f * cj, 15))
+                s = _wrap16_nb(rdbypot_bf(ig * z, cshift))
                 cn = min(max(a + s, -32768), 32767)
                 if qcclip > 0:
                     cn = min(max(cn, -qcclip), qcclip)
@@ -1043,7 +1031,7 @@ def _lstm_int8(gx, xoff, wh, bh, mq, ms, h, c, sig, tanh_g, tanh_c, tanh_is_i, c
                 m = min(max(m, -128), 127)
                 mf[j] = np.float32(m)
             if use_proj:
-                _exact_dot_rows(mf, wp, iacc)
+                _exact_dot_rows(mf, wp, iacc, tmp)
                 for j in range(no):
                     v = mbqm_bf(bp[j] + iacc[j], pq, prl, prr) + zp_h
                     v = min(max(v, -128), 127)

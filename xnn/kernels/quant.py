@@ -158,13 +158,30 @@ def mbqm_split(shift):
 
 
 @njit(cache=True, inline="always")
+def rdbypot_terms(v, right, half, adj):
+    """RoundingDivideByPOT without branches: floor((v + 2^(e-1) - [v < 0]) / 2^e) for e = right >= 1;
+    `half` = 2^(right-1) or 0 and `adj` = [right > 0] select the e = 0 identity."""
+    return (v + half - (v < 0) * adj) >> right
+
+
+@njit(cache=True, inline="always")
+def rdbypot_bf(v, e):
+    """RoundingDivideByPOT(v, e) without branches (rdbypot_terms with its terms from e)."""
+    return rdbypot_terms(v, e, (np.int64(1) << e) >> 1, np.int64(e > 0))
+
+
+@njit(cache=True, inline="always")
+def mbqm_bf_terms(x, q, left, right, half, adj):
+    """Branch-free mbqm for |x·2^left| < 2^31 and q > INT32_MIN, with rdbypot_terms' half/adj
+    precomputed: SRDHM(v, q) = floor((v·q + 2^30) / 2^31) for every product (TFLite's nudge
+    1 - 2^30 with truncation toward zero is that floor for v·q < 0), then RDBPOT."""
+    v = ((x << left) * q + (1 << 30)) >> 31
+    return rdbypot_terms(v, right, half, adj)
+
+
+@njit(cache=True, inline="always")
 def mbqm_bf(x, q, left, right):
-    """mbqm without branches (LLVM vectorizes loops of it), for 0 <= q < 2^31: the same int32 wrap
-    of x·2^left; SRDHM(v, q) = floor((v·q + 2^30) / 2^31) for both signs (TFLite's nudge 1 - 2^30
-    with truncation toward zero is that floor for v·q < 0); RoundingDivideByPOT(v, e) =
-    floor((v + 2^(e-1) - [v < 0]) / 2^e) for e >= 1 and v for e = 0."""
+    """mbqm without branches (LLVM vectorizes loops of it), for 0 <= q < 2^31 and any int64 x: x·2^left
+    wraps to int32 as in mbqm, then mbqm_bf_terms (left, right from mbqm_split)."""
     xs = (((np.int64(x) << left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
-    v = (xs * q + (1 << 30)) >> 31
-    half = (np.int64(1) << right) >> 1
-    adj = np.int64(right > 0)
-    return (v + half - np.int64(v < 0) * adj) >> right
+    return mbqm_bf_terms(xs, q, 0, right, (np.int64(1) << right) >> 1, np.int64(right > 0))
