@@ -805,7 +805,7 @@ def dfa_decode(log_probs, dfa, blank=0, width=256, top_classes=None, top_k=1) ->
     rounds most classes to the same floor probability, and the one a rule needs may be among them)."""
     lp, blank = _check_lp(log_probs, blank)
     T, C = lp.shape
-    trans, accept, start = dfa if isinstance(dfa, CheckedDfa) and dfa.n_classes == C else check_dfa(dfa, C)
+    trans, accept, start = check_dfa(dfa, C)      # (a CheckedDfa for C classes: as it is)
     if top_classes is None:
         top_classes = C - 1 if C <= 65 else 16
     if int(width) < 1 or int(top_classes) < 1 or int(top_k) < 1:

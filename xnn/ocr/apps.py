@@ -113,7 +113,6 @@ class FieldRule:
     min_aspect: float = 0.25  # lines narrower than min_chars characters this many heights wide are not
                               # read (a card number's digits and group gaps: 0.6; forcing its grammar
                               # on short lines found wrong numbers and cost time)
-    refine_moves: tuple = None  # refine only these boxes (_refine's names; None: all of them)
     grow: tuple = ()         # refine also reads long lines with both ends moved out by these many
                              # heights (a card number's outer groups, spaced wide, fall outside the
                              # detector's box: a cut-off first digit is one to two heights away)
@@ -333,7 +332,8 @@ class Reader:
             dfa = self._dfa(rule, rec)
             # a line narrower than min_chars characters can hold (min_aspect line heights each) is skipped
             # before it is recognized
-            fits = [i for i in range(len(quads)) if i not in used and _aspect(quads[i]) >= rule.min_aspect * rule.min_chars
+            fits = [i for i in range(len(quads))
+                    if i not in used and _aspect(quads[i]) >= rule.min_aspect * rule.min_chars
                     and (i not in joined or (rule.min_chars >= JOIN_MIN_CHARS and not joined[i] & used))]
             if rule.below and rule.below[0] in fields:
                 ref = fields[rule.below[0]].quad
@@ -513,8 +513,7 @@ class Reader:
         across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
         heights long, the box turned by +-2 degrees about its centre and its ends moved out by the
         rule's `grow` heights; on shorter lines a turn moves the ends less than the across moves
-        already do), and first the text band that
-        tighten_quad finds inside the box; the reading whose characters the model supports best
+        already do), and first the text band that tighten_quad finds inside the box; the reading whose characters the model supports best
         wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
         degrees in angle). A long line stops at the first sure reading (every character >=
         REFINE_BELOW). grow_only: only the grown boxes (a line with no valid reading at all, whose
@@ -524,35 +523,35 @@ class Reader:
         u = quad_axis(q)
         v = np.array([-u[1], u[0]])
         w, h = quad_size(q)
+        grow, stop_early, min_chars = ((), False, 0) if rule is None else (rule.grow, rule.stop_early,
+                                                                          rule.min_chars)
+        long_line = h > 0 and w >= TURN_MIN_ASPECT * h
         # (left end, right end along u; top-left, top-right, bottom-right, bottom-left across, along v),
         # all in line heights
-        moves = [("up", (0, 0, -0.12, -0.12, -0.12, -0.12)), ("down", (0, 0, 0.12, 0.12, 0.12, 0.12)),
-                 ("narrow", (0, 0, 0.12, 0.12, -0.12, -0.12)), ("wide", (0, 0, -0.12, -0.12, 0.12, 0.12)),
-                 ("shorter", (0.3, -0.3, 0, 0, 0, 0)), ("longer", (-0.3, 0.3, 0, 0, 0, 0))]
-        long_line = h > 0 and w >= TURN_MIN_ASPECT * h
-        if long_line:
-            moves += [("grow", (-g, g, 0, 0, 0, 0)) for g in (rule.grow if rule is not None else ())]
-            r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
-            moves += [("turn", (0, 0, r, -r, -r, r)), ("turn", (0, 0, -r, r, r, -r))]
+        grown = [(-g, g, 0, 0, 0, 0) for g in grow] if long_line else []
         if grow_only:
-            moves = [m for m in moves if m[0] == "grow"]
-        if rule is not None and rule.refine_moves is not None:
-            moves = [m for m in moves if m[0] in rule.refine_moves]
-        cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for _, (a0, a1, *c) in moves]
-        if self.refine_tight and not grow_only and (rule is None or rule.refine_moves is None
-                                                    or "tight" in rule.refine_moves):
+            moves = grown
+        else:
+            moves = [(0, 0, -0.12, -0.12, -0.12, -0.12), (0, 0, 0.12, 0.12, 0.12, 0.12),
+                     (0, 0, 0.12, 0.12, -0.12, -0.12), (0, 0, -0.12, -0.12, 0.12, 0.12),
+                     (0.3, -0.3, 0, 0, 0, 0), (-0.3, 0.3, 0, 0, 0, 0)] + grown
+            if long_line:
+                r = 0.5 * (w / h) * np.tan(np.radians(2.0))  # end shift of a 2-degree turn, in heights
+                moves += [(0, 0, r, -r, -r, r), (0, 0, -r, r, r, -r)]
+        cands = [q + np.outer([a0, a1, a1, a0], u) * h + np.outer(c, v) * h for a0, a1, *c in moves]
+        if self.refine_tight and not grow_only:
             t = tighten_quad(lps.image, q, lps.fill)
             if t is not None:
                 cands.insert(0, t)
         best_q, best = quad, found
         for cand in cands:
             lp = lps.read(rec, cand)
-            if lp is None or (rule is not None and len(rec.decode(lp, beam_width=1)[0].labels) < rule.min_chars):
+            if lp is None or len(rec.decode(lp, beam_width=1)[0].labels) < min_chars:
                 continue
             got = rec.decode(lp, dfa=dfa, top_k=2, width=self.beam)
             if got and (not best or _score(got[0]) > _score(best[0])):
                 best_q, best = cand.astype(np.float32), got
-                if (long_line or (rule is not None and rule.stop_early)) and self.refine_stop and \
+                if (long_line or stop_early) and self.refine_stop and \
                         np.min(best[0].char_conf, initial=1.0) >= REFINE_BELOW:
                     break       # a long line read surely now: the remaining boxes are not read (on
                                 # short lines, meters, reading them all is as fast and more accurate)
