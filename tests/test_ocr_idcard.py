@@ -54,3 +54,110 @@ def test_idcard_reader_reads_name_and_address_from_true_line_boxes(id_reader):
     assert names >= 0.5 * n, (names, n)
     assert addr_errs <= 0.15 * addr_chars, (addr_errs, addr_chars)
 
+
+
+def _address_sample(min_rows=2):
+    from models.data import generate
+
+    for i in range(40):
+        smp = generate("idcard", 8, 3100 + i)
+        if sum(ln.field == "address" for ln in smp.lines) >= min_rows:
+            return smp
+    raise AssertionError("no ID card with a multi-row address")
+
+
+def test_address_continuation_skips_caption_boxes_and_slivers_between_rows(id_reader, monkeypatch):
+    """Boxes a detector draws around the 住址 caption below the first row's centre line (a row of
+    their own, left of the value column) and short slivers between two address rows are not read as
+    address text: the address comes out as from the true boxes alone, the extra boxes are not
+    read into it (the caption box is not even recognized)."""
+    import numpy as np
+
+    from xnn.ocr import apps
+    from xnn.ocr.geometry import quad_axis, quad_size
+
+    smp = _address_sample(3)
+    quads = [np.asarray(ln.quad, np.float64) for ln in smp.lines]
+    rows = sorted((ln for ln in smp.lines if ln.field == "address"), key=lambda ln: ln.meta["row"])
+    cap = next(np.asarray(ln.quad, np.float64) for ln in smp.lines if ln.text == "住址")
+    q0, q1 = np.asarray(rows[0].quad, np.float64), np.asarray(rows[1].quad, np.float64)
+    u = quad_axis(q0)
+    v = np.array([-u[1], u[0]])
+    h = quad_size(q0)[1]
+    low_caption = cap + 0.6 * quad_size(cap)[1] * v
+    # a sliver: the first four heights of row 1's box moved half the row pitch up (it takes in the
+    # bottom of row 0's characters and the top of row 1's)
+    pitch = (q1.mean(0) - q0.mean(0)) @ v
+    sliver = q1 - 0.5 * pitch * v
+    sliver[[1, 2]] = sliver[[0, 3]] + 4.0 * h * u
+    rec = id_reader.recognizers[apps.ID_TEXT_MODEL]
+    assert len(rec.decode(rec.log_probs(rec.crop(smp.image, sliver.astype(np.float32))), beam_width=1)[0].labels)
+    base = id_reader.read(smp.image, quads=quads)
+    read = []
+    orig = apps._LineCache.get
+
+    def spy(self, name, k):
+        read.append((name, k))
+        return orig(self, name, k)
+    monkeypatch.setattr(apps._LineCache, "get", spy)
+    n = len(quads)
+    got = id_reader.read(smp.image, quads=quads + [low_caption, sliver])
+    assert base.fields["address"].text == got.fields["address"].text
+    assert (apps.ID_TEXT_MODEL, n) not in read          # the caption is not even recognized
+    assert len(got.fields["address"].meta["rows"]) == len(rows)
+
+    # only the first address row found: the caption box below it would be the last continuation row
+    quads = [np.asarray(ln.quad, np.float64) for ln in smp.lines
+             if ln.field != "address" or ln.meta["row"] == 0]
+    assert len(rec.decode(rec.log_probs(rec.crop(smp.image, low_caption.astype(np.float32))), beam_width=1)[0].labels)
+    base = id_reader.read(smp.image, quads=quads)
+    read.clear()
+    got = id_reader.read(smp.image, quads=quads + [low_caption])
+    assert base.fields["address"].text == got.fields["address"].text
+    assert (apps.ID_TEXT_MODEL, len(quads)) not in read
+
+
+def test_uncertain_id_text_lines_average_views_moved_across_the_line(id_reader):
+    """_LineCache.views: a line whose greedy reading is certain keeps its one read; an uncertain one
+    is the probability mean of its own read and reads of its box moved by each shift (checked
+    against crops of the moved boxes computed here)."""
+    import numpy as np
+
+    from xnn.ocr import apps
+    from xnn.ocr.geometry import fill_color, quad_axis, quad_size
+
+    smp = _address_sample(1)
+    k = next(j for j, ln in enumerate(smp.lines) if ln.field == "address")
+    quads = np.array([ln.quad for ln in smp.lines], np.float32)
+    rec = id_reader.recognizers[apps.ID_TEXT_MODEL]
+    t = {"crop": 0.0, "recognize": 0.0}
+    cache = apps._LineCache(id_reader.recognizers, smp.image, quads, t)
+    one = cache.get(apps.ID_TEXT_MODEL, k)
+    assert cache.views(apps.ID_TEXT_MODEL, k, (-0.06, 0.06), 0.0) is one           # nothing below 0
+    cache = apps._LineCache(id_reader.recognizers, smp.image, quads, t)
+    shifts = (-0.1, 0.05)
+    got = cache.views(apps.ID_TEXT_MODEL, k, shifts, 1.01)                          # every line uncertain
+    q = quads[k].astype(np.float64)
+    u = quad_axis(q)
+    v = np.array([-u[1], u[0]])
+    h = quad_size(q)[1]
+    fill = fill_color(smp.image)
+    probs = [np.exp(rec.log_probs(rec.crop(smp.image, quads[k], fill)))]
+    probs += [np.exp(rec.log_probs(rec.crop(smp.image, (q + s * h * v).astype(np.float32), fill))) for s in shifts]
+    want = np.log(np.mean(probs, axis=0))
+    assert got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-9)
+    assert not np.allclose(got, one)
+    assert np.allclose(np.exp(got).sum(1), 1.0)
+    # the reader decodes ID names and addresses from these views
+    asked = []
+    orig = apps._LineCache.views
+
+    def spy(self, name, j, shifts, gate):
+        asked.append((name, j, shifts, gate))
+        return orig(self, name, j, shifts, gate)
+    apps._LineCache.views = spy
+    try:
+        res = id_reader.read(smp.image, quads=quads)
+    finally:
+        apps._LineCache.views = orig
+    assert "address" in res.fields and (apps.ID_TEXT_MODEL, k, apps.ID_VIEW_SHIFTS, apps.ID_VIEW_GATE) in asked

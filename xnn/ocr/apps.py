@@ -122,6 +122,13 @@ class FieldRule:
 
 
 ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card names and address rows
+# An ID-card name or address line whose greedy reading has a character below ID_VIEW_GATE posterior is
+# read again from its box moved up and down by ID_VIEW_SHIFTS box heights, and the per-frame
+# posteriors of the three views are averaged (the moves keep the horizontal scale, so frames stay
+# aligned). Held-out ID cards 400-599: names 150 -> 154, addresses 105 -> 114 of 200; ~55% of these
+# lines are uncertain enough to be read three times.
+ID_VIEW_SHIFTS = (-0.06, 0.06)
+ID_VIEW_GATE = 0.9
 # card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
 # lie below the number, within the card: (least, most) centre offset across the number line, in
 # number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
@@ -419,7 +426,7 @@ class Reader:
 
         def decode(i, dfa=None):
             """Readings of line i: the best two under `dfa`, or the greedy one ([] if none)."""
-            lp = lps.get(ID_TEXT_MODEL, i)
+            lp = lps.views(ID_TEXT_MODEL, i, ID_VIEW_SHIFTS, ID_VIEW_GATE)
             if lp is None:
                 return []
             return rec.decode(lp, dfa=dfa, top_k=2, width=self.beam) if dfa is not None else \
@@ -454,13 +461,29 @@ class Reader:
 
             for i in rows[k].values[1:]:
                 more(i)
-            taken, prev = len(rows[k].values), rows[k]
+            # continuation rows: close below the previous one (row pitch ~1.3-1.5 value heights),
+            # starting under the first row's value: a box that ends left of it is the 住址 caption
+            # (printed smaller, on the first row's baseline, its centre can fall in a row of its own)
+            first = [rows[k].spans[i] for i in rows[k].values]
+            left, right = min(sp[0] for sp in first), max(sp[1] for sp in first)
+            conts, prev = [], rows[k]
             for row in rows[k + 1:]:
-                # continuation rows: close below the previous one (row pitch ~1.3-1.5 value heights)
-                if row.b - prev.b > 2.2 * max(prev.height, row.height) or taken >= 12:
+                if row.b - prev.b > 2.2 * max(prev.height, row.height):
                     break
-                taken += sum(more(i) for i in row.items)   # continuation rows have no caption
-                prev = row
+                kept = [i for i in row.items if row.spans[i][1] > left + 0.5 * rows[k].height]
+                if kept:
+                    conts.append((kept, max(row.spans[i][1] for i in kept) - min(row.spans[i][0] for i in kept)))
+                    prev = row
+            # every printed row but the last is full (11-13 characters, as wide as the first): a
+            # short box with more rows below it is a sliver of ink between rows (guilloche, parts
+            # of two rows), not a row
+            taken = len(rows[k].values)
+            for j, (kept, span) in enumerate(conts):
+                if j < len(conts) - 1 and span < 0.6 * (right - left):
+                    continue
+                if taken >= 12:
+                    break
+                taken += sum(more(i) for i in kept)
             parts = [rec.text(g.labels) for g in reads]
             confs = [float(c) for g in reads for c in g.char_conf]
             raw = "".join(parts)
@@ -594,6 +617,7 @@ class _Row:
     height: float       # median box height, in reference heights
     items: list         # line indices, left to right
     values: list        # items without a leading caption box
+    spans: dict = field(default_factory=dict)   # item -> (left, right, height) along the reference, in its heights
 
 
 def id_rows(quads, ref_quad=None, skip=()) -> list:
@@ -646,7 +670,8 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
         vals = [it[4] for it in r]
         if len(r) >= 2 and (r[0][2] - r[0][1]) <= 3.4 * r[0][3]:
             vals = vals[1:]
-        out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals))
+        out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals,
+                        {it[4]: (it[1], it[2], it[3]) for it in r}))
     return out
 
 
@@ -793,6 +818,30 @@ class _LineCache:
             line = self.crops[key]
             self.lps[(name, k)] = None if line is None else self.read(rec, None, line)
         return self.lps[(name, k)]
+
+    def views(self, name, k, shifts, gate):
+        """Log-probs of line k by `name`, averaged (in probability) with its box moved across the
+        line by each of `shifts` box heights when the greedy reading of the line as cut has a
+        character whose posterior is below `gate`; computed once per line."""
+        key = ("views", name, k)
+        if key not in self.lps:
+            lp = self.get(name, k)
+            rec = self.recs[name]
+            if lp is not None and shifts:
+                g = rec.decode(lp, beam_width=1)[0]
+                if len(g.labels) and float(np.min(g.char_conf)) < gate:
+                    q = np.asarray(self.quads[k], np.float64).reshape(4, 2)
+                    u = quad_axis(q)
+                    v = np.array([-u[1], u[0]])
+                    h = quad_size(q)[1]
+                    probs = [np.exp(lp)]
+                    for dv in shifts:
+                        lq = self.read(rec, (q + dv * h * v).astype(np.float32))
+                        if lq is not None:
+                            probs.append(np.exp(lq))
+                    lp = np.log(np.mean(probs, axis=0))
+            self.lps[key] = lp
+        return self.lps[key]
 
     def greedy_len(self, name, k):
         """Characters in the greedy reading of line k by `name` (None: no reading), computed once."""
