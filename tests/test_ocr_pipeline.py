@@ -51,6 +51,27 @@ def test_components_equal_flood_fill(h, w, density, seed):
     assert np.array_equal(post.components(mask), _flood(mask))
 
 
+def test_components_on_page_sized_maps():
+    """Detector-map sized masks (104 x 160) of dense random pixels and of long diagonal and
+    spiral-like strokes (deep union-find chains, components joined late) equal the flood fill; an
+    empty map has no labels, a full one a single label; non-2-D input is refused."""
+    rng = np.random.default_rng(5)
+    for density in (0.2, 0.45, 0.6):
+        mask = rng.random((104, 160)) < density
+        assert np.array_equal(post.components(mask), _flood(mask))
+    strokes = np.zeros((104, 160), bool)
+    for k in range(0, 160, 7):
+        ii = np.arange(104)
+        strokes[ii, (ii + k) % 160] = True              # anti-diagonal joins appear only far below
+        strokes[ii, (k - ii) % 160] = True
+    strokes[::9, :] = False
+    assert np.array_equal(post.components(strokes), _flood(strokes))
+    assert post.components(np.zeros((104, 160), bool)).max() == 0
+    assert np.array_equal(post.components(np.ones((7, 9), bool)), np.ones((7, 9), np.int64))
+    with pytest.raises(ValueError):
+        post.components(np.ones(5, bool))
+
+
 # ---- detector decoding ---------------------------------------------------------------------------
 
 def test_detect_lines_recovers_boxes_from_ideal_maps():

@@ -1,4 +1,4 @@
-"""Text-detector pre- and post-processing in NumPy (no TensorFlow, no Numba): the FCN of
+"""Text-detector pre- and post-processing in NumPy (connected components in Numba): the FCN of
 models/detector.py maps a letterboxed gray page to a (H/s, W/s, 6) map per stride s:
 
     channel 0      score p in [0, 1]: the pixel lies in a line's shrunk text kernel
@@ -19,6 +19,8 @@ shoelace formula; `match` counts true positives at an IoU threshold (greedy, one
 from __future__ import annotations
 
 import numpy as np
+
+from ..kernels.label import label_kernel
 
 __all__ = ["letterbox", "to_gray", "decode", "nms_locality", "nms", "detect", "poly_area", "poly_iou",
            "iou_matrix", "match", "prf", "components", "detect_lines"]
@@ -177,10 +179,13 @@ def nms(quads, scores, iou: float = 0.3, weights=None):
     w = np.asarray(scores if weights is None else weights, np.float64)
     order = list(np.argsort(-w, kind="stable"))
     q = np.asarray(quads, np.float64)
+    lo, hi = (q.min(1), q.max(1)) if len(q) else (np.zeros((0, 2)), np.zeros((0, 2)))
     keep_q, keep_s = [], []
     while order:
         i = order.pop(0)
-        group = [i] + [j for j in order if poly_iou(q[i], q[j]) > iou]
+        # quads whose axis-aligned bounds are disjoint overlap nowhere (IoU 0): no polygon clipping
+        group = [i] + [j for j in order if not (np.any(hi[i] < lo[j]) or np.any(hi[j] < lo[i]))
+                       and poly_iou(q[i], q[j]) > iou]
         order = [j for j in order if j not in group]
         ww = w[group][:, None, None]
         keep_q.append((ww * q[group]).sum(0) / ww.sum())
@@ -201,35 +206,13 @@ def detect(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, threshold:
 
 def components(mask: np.ndarray) -> np.ndarray:
     """8-connected component labels of a boolean map (0 = background, 1.. = components, numbered
-    in row-major order of their first pixel): union-find over the positive pixels."""
-    mask = np.asarray(mask, bool)
-    h, w = mask.shape
-    idx = np.full((h, w), -1, np.int64)
-    ii, jj = np.nonzero(mask)
-    idx[ii, jj] = np.arange(len(ii))
-    parent = np.arange(len(ii))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    # each pixel links to its already-visited neighbours: left, up-left, up, up-right
-    for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-        a_i, a_j = ii, jj
-        b_i, b_j = ii + di, jj + dj
-        ok = (b_i >= 0) & (b_j >= 0) & (b_j < w)
-        a = idx[a_i[ok], a_j[ok]]
-        b = idx[b_i[ok], b_j[ok]]
-        for x, y in zip(a[b >= 0].tolist(), b[b >= 0].tolist()):
-            rx, ry = find(x), find(y)
-            if rx != ry:
-                parent[max(rx, ry)] = min(rx, ry)
-    roots = np.array([find(a) for a in range(len(ii))], np.int64)
-    _, lab = np.unique(roots, return_inverse=True)
-    out = np.zeros((h, w), np.int64)
-    out[ii, jj] = lab + 1
+    in row-major order of their first pixel): union-find in one Numba pass (xnn.kernels.label)."""
+    mask = np.ascontiguousarray(np.asarray(mask, bool))
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    out = np.zeros(mask.shape, np.int64)
+    if mask.size:
+        label_kernel(mask, out)
     return out
 
 
@@ -249,8 +232,13 @@ def detect_lines(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, thre
     out = np.asarray(out, np.float32)
     lab = components(out[..., 0] > threshold)
     quads, scores = [], []
+    # each component's pixels in row-major order, from one stable sort of the labelled pixels
+    ii_all, jj_all = np.nonzero(lab)
+    by = np.argsort(lab[ii_all, jj_all], kind="stable")
+    ii_all, jj_all = ii_all[by], jj_all[by]
+    ends = np.cumsum(np.bincount(lab[ii_all, jj_all], minlength=int(lab.max()) + 1))
     for k in range(1, int(lab.max()) + 1):
-        ii, jj = np.nonzero(lab == k)
+        ii, jj = ii_all[ends[k - 1]:ends[k]], jj_all[ends[k - 1]:ends[k]]
         if len(ii) < min_pixels:
             continue
         v = out[ii, jj].astype(np.float64)
