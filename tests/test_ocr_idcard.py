@@ -66,7 +66,7 @@ def _address_sample(min_rows=2):
     raise AssertionError("no ID card with a multi-row address")
 
 
-def test_address_continuation_skips_caption_boxes_and_slivers_between_rows(id_reader, monkeypatch):
+def test_address_continuation_skips_caption_boxes_and_slivers_between_rows(id_reader, line_reads):
     """Boxes a detector draws around the 住址 caption below the first row's centre line (a row of
     their own, left of the value column) and short slivers between two address rows are not read as
     address text: the address comes out as from the true boxes alone, the extra boxes are not
@@ -93,13 +93,8 @@ def test_address_continuation_skips_caption_boxes_and_slivers_between_rows(id_re
     rec = id_reader.recognizers[apps.ID_TEXT_MODEL]
     assert len(rec.decode(rec.log_probs(rec.crop(smp.image, sliver.astype(np.float32))), beam_width=1)[0].labels)
     base = id_reader.read(smp.image, quads=quads)
-    read = []
-    orig = apps._LineCache.get
-
-    def spy(self, name, k):
-        read.append((name, k))
-        return orig(self, name, k)
-    monkeypatch.setattr(apps._LineCache, "get", spy)
+    read = line_reads
+    read.clear()
     n = len(quads)
     got = id_reader.read(smp.image, quads=quads + [low_caption, sliver])
     assert base.fields["address"].text == got.fields["address"].text

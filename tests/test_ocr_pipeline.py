@@ -342,7 +342,7 @@ def test_card_number_is_read_from_a_box_that_cuts_off_its_first_digits(card_read
         card_reader.rules = rules_
 
 
-def test_number_is_not_read_from_lines_too_short_to_hold_it(card_reader, monkeypatch):
+def test_number_is_not_read_from_lines_too_short_to_hold_it(card_reader, line_reads):
     """FieldRule.min_aspect: a card number (>= 10 characters, 0.6 heights each) is not looked for in
     a line less than 6 heights long; the expiry/name model still reads such lines."""
     from models.data import generate
@@ -354,13 +354,7 @@ def test_number_is_not_read_from_lines_too_short_to_hold_it(card_reader, monkeyp
     h = float(np.linalg.norm(q[3] - q[0]))
     short = q.copy()
     short[[1, 2]] = short[[0, 3]] + 5.0 * h * u          # 5 heights: a short line below the bar
-    read = []
-    orig = apps._LineCache.get
-
-    def spy(self, name, k):
-        read.append((name, k))
-        return orig(self, name, k)
-    monkeypatch.setattr(apps._LineCache, "get", spy)
+    read = line_reads
     res = card_reader.read(smp.image, quads=[q, short + 1.5 * h * np.array([-u[1], u[0]])])
     assert res.fields["number"].text == ln.text.replace(" ", "")
     assert ("card_number", 0) in read and ("card_number", 1) not in read
