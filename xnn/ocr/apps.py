@@ -125,8 +125,8 @@ ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card name
 # An ID-card name or address line whose greedy reading has a character below ID_VIEW_GATE posterior is
 # read again from its box moved up and down by ID_VIEW_SHIFTS box heights, and the per-frame
 # posteriors of the three views are averaged (the moves keep the horizontal scale, so frames stay
-# aligned). Held-out ID cards 400-599 (idzh_fresh2 model): names 150 -> 154, addresses 105 -> 114 of 200; ~55% of these
-# lines are uncertain enough to be read three times.
+# aligned). Held-out ID cards 400-599 (with the idzh_fresh2 model): names 150 -> 154, addresses
+# 105 -> 114 of 200; ~55% of these lines are uncertain enough to be read three times.
 ID_VIEW_SHIFTS = (-0.06, 0.06)
 ID_VIEW_GATE = 0.9
 # card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
