@@ -536,8 +536,8 @@ class Reader:
         across the line by +-12 % of its height, ends by 0.3 heights and, for lines at least 8
         heights long, the box turned by +-2 degrees about its centre and its ends moved out by the
         rule's `grow` heights; on shorter lines a turn moves the ends less than the across moves
-        already do), and first the text band that tighten_quad finds inside the box; the reading whose characters the model supports best
-        wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
+        already do), and first the text band that tighten_quad finds inside the box; the reading
+        whose characters the model supports best wins (detector boxes are off by 0.1-0.35 line heights across, 0.3-0.6 along the line and 2-3
         degrees in angle). A long line stops at the first sure reading (every character >=
         REFINE_BELOW). grow_only: only the grown boxes (a line with no valid reading at all, whose
         box lost whole characters: moving it across cannot bring them back). Boxes whose greedy

@@ -184,8 +184,8 @@ def nms(quads, scores, iou: float = 0.3, weights=None):
     while order:
         i = order.pop(0)
         # quads whose axis-aligned bounds are disjoint overlap nowhere (IoU 0): no polygon clipping
-        group = [i] + [j for j in order if not (np.any(hi[i] < lo[j]) or np.any(hi[j] < lo[i]))
-                       and poly_iou(q[i], q[j]) > iou]
+        near = np.all((lo[order] <= hi[i]) & (hi[order] >= lo[i]), axis=1)
+        group = [i] + [j for j, nb in zip(order, near) if nb and poly_iou(q[i], q[j]) > iou]
         order = [j for j in order if j not in group]
         ww = w[group][:, None, None]
         keep_q.append((ww * q[group]).sum(0) / ww.sum())
@@ -234,10 +234,12 @@ def detect_lines(out, scale: float = 1.0, stride: int = 4, d0: float = 4.0, thre
     quads, scores = [], []
     # each component's pixels in row-major order, from one stable sort of the labelled pixels
     ii_all, jj_all = np.nonzero(lab)
-    by = np.argsort(lab[ii_all, jj_all], kind="stable")
+    labels = lab[ii_all, jj_all]
+    by = np.argsort(labels, kind="stable")
     ii_all, jj_all = ii_all[by], jj_all[by]
-    ends = np.cumsum(np.bincount(lab[ii_all, jj_all], minlength=int(lab.max()) + 1))
-    for k in range(1, int(lab.max()) + 1):
+    n_comp = int(labels.max(initial=0))
+    ends = np.cumsum(np.bincount(labels, minlength=n_comp + 1))
+    for k in range(1, n_comp + 1):
         ii, jj = ii_all[ends[k - 1]:ends[k]], jj_all[ends[k - 1]:ends[k]]
         if len(ii) < min_pixels:
             continue
