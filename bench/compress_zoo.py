@@ -34,6 +34,7 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     seedN     --seed N
     fit / ufit   --weight-bits-fit (ufit: and --weight-codec uniform): QAT'd models
     keepN     --weight-bits-min-size N: weight tensors with fewer than N elements keep exact values
+    coarse    --coarse-params: bfloat16 weight scales, code parameters and biases
     bits[REGEX]=B   --weight-bits-for 'REGEX=B' (B 0..8 or exact; repeatable, last match wins),
               e.g. "int8:w4+tensor+keep1024+bits[^lstm/]=2+lzma"
 e.g. "int8:p0.5+w3+lzma" = `xnn convert NAME_int8.tflite --prune 0.5 --weight-bits 3 --entropy lzma`.
@@ -103,6 +104,9 @@ def parse_setting(text: str):
                 if tok == "ufit":
                     kw["codec"] = "uniform"
                     flags += ["--weight-codec", "uniform"]
+            elif tok == "coarse":  # --coarse-params
+                kw["coarse_params"] = True
+                flags += ["--coarse-params"]
             elif tok in ("ch", "tensor"):
                 kw["codebook"] = {"ch": "channel"}.get(tok, tok)
                 flags += ["--codebook", kw["codebook"]]

@@ -116,9 +116,9 @@ def test_int8_affine_params_decode_as_specified():
     np.testing.assert_array_equal(got, [[-7, -2, 4], [5, 5, 5]])  # levels -7, -2, 4, 9; row 1 constant
     with pytest.raises(XnnError, match="lo <= hi"):
         decode_tensor(enc, np.array([[3, 2], [0, 0]], np.int8).tobytes() + pack_uint([0] * 6, 2), (2, 3), np.int8, "t")
-    with pytest.raises(XnnError, match="only for affine values of an int8 tensor"):
+    with pytest.raises(XnnError, match="affine values of an int8 tensor"):
         decode_tensor(enc, b"\0" * 4 + pack_uint([0] * 6, 2), (2, 3), np.float32, "t")
-    with pytest.raises(XnnError, match="only for affine values"):
+    with pytest.raises(XnnError, match="affine values of an int8 tensor"):
         decode_tensor({"values": "palette", "bits": 2, "axis": 0, "params": "int8"}, b"", (2, 3), np.int8, "t")
 
 
@@ -856,3 +856,160 @@ def test_cli_per_tensor_bits(tmp_path):
                        (("--weight-bits-for", "a=9"), "0..8")):
         r = cli("convert", LSTM_I, "-o", str(tmp_path / "o.xnn"), *bad)
         assert r.returncode == 1 and match in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ---- format 5: bfloat16 values and parameters; --coarse-params ----------------------------------
+
+from xnn.converter.xnn_format import bf16_to_f32, f32_to_bf16, product_scale  # noqa: E402
+
+
+def test_bfloat16_values_and_params_decode_as_specified():
+    # 0x3F80 = 1.0, 0xC040 = -3.0, 0x4480 = 1024.0, 0x3F00 = 0.5, 0x3E80 = 0.25, 0x7F80 = inf
+    u = np.array([0x3F80, 0xC040, 0x4480], "<u2").tobytes()
+    np.testing.assert_array_equal(decode_tensor({"values": "bfloat16"}, u, (3,), np.float32, "t"), [1, -3, 1024])
+    got = decode_tensor({"values": "bfloat16"}, u, (3,), np.int32, "t")
+    assert got.dtype == np.int32 and got.tolist() == [1, -3, 1024]
+    for bad in (0x3F00, 0x7F80, 0x4F00):  # 0.5, inf, 2^31: not int32 integers
+        with pytest.raises(XnnError, match="integers in the int32 range"):
+            decode_tensor({"values": "bfloat16"}, np.array([bad], "<u2").tobytes(), (1,), np.int32, "t")
+    # with an element mask: the stored values fill the set bits, the rest are 0
+    enc = {"layout": "mask", "count": 2, "values": "bfloat16"}
+    got = decode_tensor(enc, bytes([0b101]) + np.array([0xC040, 0x3E80], "<u2").tobytes(), (3,), np.float32, "t")
+    np.testing.assert_array_equal(got, [-3, 0, 0.25])
+    # affine (lo, step) as bfloat16: (0.5, 0.25) -> levels 0.5 + 0.25 q
+    payload = np.array([0x3F00, 0x3E80], "<u2").tobytes() + pack_uint([0, 7, 4], 3)
+    got = decode_tensor({"values": "affine", "bits": 3, "shared": True, "params": "bfloat16"}, payload, (3,),
+                        np.float32, "t")
+    np.testing.assert_array_equal(got, np.float32([0.5, 2.25, 1.5]))
+    with pytest.raises(XnnError, match="'params' must be"):
+        decode_tensor({"values": "affine", "bits": 3, "shared": True, "params": "bfloat16"}, payload, (3,),
+                      np.int8, "t")
+    with pytest.raises(XnnError, match="'params' must be"):
+        decode_tensor({"values": "affine", "bits": 3, "shared": True, "params": "float8"}, payload, (3,),
+                      np.float32, "t")
+    with pytest.raises(XnnError, match="bfloat16 values need a dtype"):
+        decode_tensor({"values": "bfloat16"}, u, (3,), np.int8, "t")
+    with pytest.raises(XnnError, match="needs 6"):
+        decode_tensor({"values": "bfloat16"}, u[:4], (3,), np.float32, "t")
+
+
+def test_bfloat16_rounding_ties_go_to_even():
+    x = np.array([0x3F808000, 0x3F818000, 0xBF818000, 0x3F807FFF, 0x3F808001, 0x7F7FFFFF], np.uint32).view(np.float32)
+    assert f32_to_bf16(x).tolist() == [0x3F80, 0x3F82, 0xBF82, 0x3F80, 0x3F81, 0x7F80]  # last: rounds to inf
+
+
+@settings(deadline=None)
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_bfloat16_rounding_is_round_to_nearest_even(x):
+    x = np.float32(x)
+    r = bf16_to_f32(f32_to_bf16(np.array([x])))[0]
+    bits = int(np.array([x]).view(np.uint32)[0])
+    lo = np.array([bits & 0xFFFF0000], np.uint32).view(np.float32)[0]  # truncation toward zero
+    hi = np.array([(bits & 0xFFFF0000) + 0x10000], np.uint32).view(np.float32)[0]  # next away from zero
+    dl, dh = abs(float(x) - float(lo)), abs(float(hi) - float(x))
+    if dl < dh:
+        assert r == lo
+    elif dh < dl:
+        assert r == hi or (np.isinf(hi) and np.isinf(r))
+    else:  # a tie: the even pattern
+        assert int(np.array([r], np.float32).view(np.uint32)[0] >> 16) % 2 == 0
+
+
+def _bf16_exact(a) -> bool:
+    return not np.any(np.asarray(a, np.float32).view(np.uint32) & 0xFFFF)
+
+
+def test_coarse_params_int8_model():
+    from xnn import zoo
+
+    g = stored(zoo.path("detector_int8.tflite"))  # trained: nonzero biases (the fixtures' are all zero)
+    base = compress(g, CompressOptions(entropy="lzma"))
+    c = compress(g, CompressOptions(coarse_params=True, entropy="lzma"))
+    back = {t.name: t for t in read_xnn(c.to_bytes()).tensors}
+    mem = {t.name: t for t in c.graph.tensors}
+    for name, t in back.items():  # the file holds exactly the rounded graph
+        assert (t.quant is None) == (mem[name].quant is None)
+        if t.quant is not None:
+            assert t.quant.scale.tobytes() == mem[name].quant.scale.tobytes()
+        if t.data is not None:
+            assert np.asarray(t.data).tobytes() == np.asarray(mem[name].data).tobytes()
+    changed = 0
+    for node in g.nodes:
+        if node.op not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        x, w, b = (g.tensors[t].name for t in node.inputs[:3])
+        w0, b0 = (next(t for t in g.tensors if t.name == n) for n in (w, b))
+        w1, b1 = back[w], back[b]
+        np.testing.assert_array_equal(w1.data, w0.data)  # the int8 weights are kept
+        assert _bf16_exact(w1.quant.scale)
+        assert np.all(np.abs(w1.quant.scale / w0.quant.scale - 1) <= 2.0 ** -8)
+        want = product_scale(back[x].quant.scale, w1.quant.scale)
+        assert b1.quant.scale.tobytes() == want.tobytes()  # biases follow the new product scale
+        assert _bf16_exact(np.asarray(b1.data, np.float32))
+        real0 = b0.data.astype(np.float64) * b0.quant.scale
+        real1 = b1.data.astype(np.float64) * b1.quant.scale
+        assert np.all(np.abs(real1 - real0) <= 2.0 ** -8 * np.abs(real0) + b1.quant.scale)
+        # exactly: the real bias re-quantized to the new scale, then kept to 8 significant bits
+        want_q = bf16_to_f32(f32_to_bf16(np.rint(real0 / b1.quant.scale).astype(np.float32)))
+        np.testing.assert_array_equal(b1.data, want_q.astype(np.int32))
+        changed += int(w1.quant.scale.tobytes() != w0.quant.scale.tobytes())
+    assert changed >= 30
+    sec = lambda comp: read_header(comp.to_bytes())["scales"]["data"][1]  # noqa: E731
+    assert sec(c) < 0.7 * sec(base) and len(c.to_bytes()) < len(base.to_bytes())
+    errs = run_pair(g, c, 2)
+    assert all(r["rel_l2"] < 0.1 for r in errs), errs
+
+
+def test_coarse_params_float_model():
+    from xnn.converter.compress import _with_data
+
+    g = stored(CLS_F)
+    rng = np.random.default_rng(0)
+    for node in g.nodes:  # the fixture's biases are all zero: give them values to round
+        if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(node.inputs) > 2:
+            b = node.inputs[2]
+            if b >= 0 and g.tensors[b].data is not None:
+                g = _with_data(g, b, rng.normal(0, 0.3, g.tensors[b].shape).astype(np.float32))
+    fine = compress(g, CompressOptions(weight_bits=6, codec="uniform"))
+    c = compress(g, CompressOptions(weight_bits=6, codec="uniform", coarse_params=True))
+    data = c.to_bytes()
+    h = read_header(data)
+    params = [e for e in h["tensors"] if e.get("enc", {}).get("params") == "bfloat16"]
+    biases = [e for e in h["tensors"] if e.get("enc", {}).get("values") == "bfloat16"]
+    assert params and biases
+    back = consts(read_xnn(data))
+    for e in biases:
+        assert _bf16_exact(back[e["name"]])
+        orig = np.asarray(next(t.data for t in g.tensors if t.name == e["name"]), np.float64)
+        assert np.all(np.abs(back[e["name"]] - orig) <= 2.0 ** -8 * np.abs(orig)) and np.any(orig != back[e["name"]])
+    for t, tg in weight_targets(g).items():
+        w0, w1 = np.asarray(g.tensors[t].data), back[g.tensors[t].name]
+        if w1.tobytes() == w0.tobytes():
+            continue
+        for o, d in zip(np.moveaxis(w0, tg.axis, 0).reshape(w0.shape[tg.axis], -1),
+                        np.moveaxis(w1, tg.axis, 0).reshape(w1.shape[tg.axis], -1)):
+            assert np.unique(d).size <= 64
+            step = (o.max() - o.min()) / 63
+            assert np.abs(o - d).max() <= step * 0.51 + 1e-7  # nearest level, steps 2^-8 coarser at most
+    assert len(data) < len(fine.to_bytes())
+    ref = xnn.Interpreter(model_content=fine.to_bytes())
+    assert all(r["rel_l2"] < 0.02 for r in output_error(ref, xnn.Interpreter(model_content=data),
+                                                         random_feeds(ref.get_input_details(), 2)))
+
+
+def test_bfloat16_rejected_in_version_4_files():
+    data = bytearray(compress(stored(CLS_F), CompressOptions(weight_bits=6, codec="uniform",
+                                                             coarse_params=True)).to_bytes())
+    struct.pack_into("<I", data, 4, 4)
+    with pytest.raises(XnnError, match="bfloat16 encodings in a format version 4 file"):
+        read_xnn(bytes(data))
+
+
+def test_cli_coarse_params(tmp_path):
+    out, plain = tmp_path / "c.xnn", tmp_path / "p.xnn"
+    for path, extra in ((plain, ()), (out, ("--coarse-params",))):
+        r = cli("convert", DET_I, "-o", str(path), "--weight-bits", "4", "--weight-codec", "uniform", "--entropy",
+                "lzma", "--report", *extra)
+        assert r.returncode == 0, r.stderr
+    assert "coarse parameters:" in r.stderr and "bfloat16" in r.stdout
+    assert out.stat().st_size < plain.stat().st_size

@@ -251,7 +251,8 @@ def _compress_options(args):
                            entropy=args.entropy, seed=args.seed,
                            weight_bits_min_size=getattr(args, "weight_bits_min_size", 0) or 0,
                            weight_bits_for=_bits_for(getattr(args, "weight_bits_for", None)),
-                           weight_bits_fit=bool(getattr(args, "weight_bits_fit", False))).check()
+                           weight_bits_fit=bool(getattr(args, "weight_bits_fit", False)),
+                           coarse_params=bool(getattr(args, "coarse_params", False))).check()
 
 
 def cmd_convert(args) -> int:
@@ -588,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print per-layer weight bytes before/after, total sizes and the ratio (and, when "
                          "compressing, the output error against the uncompressed model)")
     cg = pc.add_argument_group("compression (each optional; applied in the order low-rank, prune, "
-                               "weight bits, entropy)")
+                               "weight bits, coarse parameters, entropy)")
     cg.add_argument("--prune", type=float, metavar="S",
                     help="zero the fraction S of each conv/depthwise/FC/LSTM weight tensor (smallest magnitudes)")
     cg.add_argument("--prune-min-size", type=int, default=0, metavar="N",
@@ -615,6 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "that costs more than 1 bit per weight)")
     cg.add_argument("--low-rank", type=float, metavar="R",
                     help="SVD-factor FC and LSTM weights: rank R (integer >= 1) or kept energy fraction (0 < R < 1)")
+    cg.add_argument("--coarse-params", action="store_true",
+                    help="lossy: keep 8 significant bits (bfloat16) of the int8 weight scales, the float "
+                         "--weight-codec uniform parameters and the conv/FC biases (int8 biases re-quantized "
+                         "to the rounded scales): a few KB less where a model has many small channels; "
+                         "check the result with --report --calib DIR")
     cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma"),
                     help="entropy-code each stored tensor and the header (zlib by default); such tensors are "
                          "decoded at load instead of memory-mapped")

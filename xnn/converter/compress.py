@@ -1,5 +1,5 @@
-"""Weight compression for .xnn files: low-rank factorization, magnitude pruning, sub-8-bit weights
-and entropy coding, each optional, applied in that order and composable.
+"""Weight compression for .xnn files: low-rank factorization, magnitude pruning, sub-8-bit weights,
+coarse (bfloat16) parameters and entropy coding, each optional, applied in that order and composable.
 
 `compress(g, CompressOptions(...))` takes the graph an .xnn stores (after `graph_for_xnn`) and
 returns a `Compressed`: the graph whose constants hold exactly the values the file will decode to,
@@ -62,7 +62,20 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    to TensorFlow's int8 rounding.
    With `prune_channels`, layers whose output reaches a model output through weight-free ops only
    (class logits, detector maps) are not pruned.
-4. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
+4. Coarse parameters (`coarse_params`; lossy, format version 5): the per-channel numbers around the
+   weights keep 8 significant bits (bfloat16, relative change <= 2^-8 each) instead of 24 or 32.
+   int8 weights of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV keep their int8
+   values and get their scales rounded to bfloat16 (which the entropy-coded scale section then
+   stores in about half the bytes: their low two byte planes are zero); each int32 bias of such a
+   node is re-quantized to the new product scale s_x·s_w' (the same real bias, rounded to an integer
+   and then to 8 significant bits) and stored as bfloat16 values. float32 biases of those ops are
+   rounded to bfloat16 and stored so; float uniform codes (step 3) round (lo, step) to bfloat16
+   before choosing the levels and store the pairs in 4 bytes instead of 8. Skipped where a weight
+   or bias is shared in a way one rounding cannot serve (a weight read by other ops, a bias read by
+   nodes with inputs of different scales). LSTM weights and their biases are left exact (their int8
+   scales are per tensor: nothing to save). The int8 model is still run by the same exact integer
+   kernels; it is a slightly different int8 model, so check it (`--report` with `--calib`).
+5. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
    are deflated when that makes them smaller, and the JSON header is stored zlib-compressed.
    Such a tensor is inflated into a new array at load: it is no longer memory-mapped zero-copy.
 """
@@ -77,8 +90,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import XnnError
-from ..ir import Graph, Node, TensorSpec, frozen_options
-from .xnn_format import ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate, pack_uint, write_xnn
+from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
+from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, bf16_to_f32, decode_tensor, deflate,
+                         f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
 
 CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
@@ -101,6 +115,7 @@ class CompressOptions:
     weight_bits_min_size: int = 0  # weight tensors with fewer elements keep their exact values
     weight_bits_for: tuple = ()  # ((regex, bits), ...): per-tensor bits by tensor name, 0 = exact
     weight_bits_fit: bool = False  # the fewest bits whose codes reproduce a tensor (module doc, step 3)
+    coarse_params: bool = False  # bfloat16 weight scales, code parameters and biases (module doc, step 4)
 
     def bits_for(self, name: str, size: int):
         """The code width for a weight tensor (None: exact values): the last --weight-bits-for pattern
@@ -158,7 +173,7 @@ class CompressOptions:
 
     @property
     def active(self) -> bool:
-        return bool(self.prune or self.coded or self.low_rank is not None or self.entropy)
+        return bool(self.prune or self.coded or self.low_rank is not None or self.entropy or self.coarse_params)
 
 
 class Compressed(NamedTuple):
@@ -469,9 +484,9 @@ def _affine_i8(vals, groups, G, bits) -> _Values:
                    params.tobytes() + pack_uint(best.astype(np.uint16), bits), f"uniform{bits}")
 
 
-def _affine(vals, groups, G, bits, dtype) -> _Values:
+def _affine(vals, groups, G, bits, dtype, coarse: bool = False) -> _Values:
     """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)
-    (int8 tensors: _affine_i8)."""
+    (int8 tensors: _affine_i8). `coarse`: lo and step rounded to bfloat16 first and stored as such."""
     if dtype == np.int8:
         return _affine_i8(vals, groups, G, bits)
     K = 1 << bits
@@ -486,7 +501,11 @@ def _affine(vals, groups, G, bits, dtype) -> _Values:
     lo[~has] = 0
     hi[~has] = 0
     lo32 = lo.astype(np.float32)
+    if coarse:
+        lo32 = round_bf16(lo32)
     step32 = ((hi - lo32.astype(np.float64)) / (K - 1)).astype(np.float32)
+    if coarse:
+        step32 = round_bf16(step32)
     s = step32.astype(np.float64)[groups]
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(s > 0, np.rint((x - lo32.astype(np.float64)[groups]) / np.where(s > 0, s, 1)), 0)
@@ -496,6 +515,9 @@ def _affine(vals, groups, G, bits, dtype) -> _Values:
         top = lo32 + step32 * np.float32(K - 1)  # the largest level, as the decoder computes it
     if not (np.all(np.isfinite(params)) and np.all(np.isfinite(top))):
         return None
+    if coarse:
+        return _Values({"values": "affine", "bits": bits, "params": "bfloat16"},
+                       f32_to_bf16(params).astype("<u2").tobytes() + pack_uint(q, bits), f"uniform{bits}/bf16")
     return _Values({"values": "affine", "bits": bits}, params.tobytes() + pack_uint(q, bits), f"uniform{bits}")
 
 
@@ -575,7 +597,7 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
                                 f"{m:,} weights")
             v = _palette(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
         else:
-            v = _affine(vals, groups, Gs, bits, dt)
+            v = _affine(vals, groups, Gs, bits, dt, opts.coarse_params)
         if v is None:  # a range beyond float32
             v = _Values({}, b"", f"uniform{bits} overflows: kept exact")
         desc = {**sel_desc, **v.desc}
@@ -717,7 +739,11 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
             if note:
                 notes[t] = note
 
-    # 4. entropy coding of every constant's stored bytes
+    # 4. coarse (bfloat16) scales, code parameters and biases
+    if opts.coarse_params:
+        g, encodings, notes = _coarse_params(g, encodings, notes, progress)
+
+    # 5. entropy coding of every constant's stored bytes
     if opts.entropy:
         used = set()
         for node in g.nodes:
@@ -735,6 +761,100 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
                 encodings[t] = Encoded({**desc, "entropy": opts.entropy, "size": len(payload)}, z)
                 notes[t] = (notes.get(t, "") + f" {opts.entropy}").strip()
     return Compressed(g, encodings, notes, opts.entropy or False)
+
+
+# (input, weights, bias) positions of the ops whose int8 bias scale is s_input·s_weights
+_XWB = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
+        "TRANSPOSE_CONV": (2, 1, 3)}
+
+
+def _bf16_ints(x: np.ndarray) -> np.ndarray:
+    """Integers rounded to 8 significant bits (bfloat16-exact), within the int32 range."""
+    f = np.clip(np.asarray(x, np.float64), -2.0 ** 31, 2.0 ** 31 - 2.0 ** 23)
+    return bf16_to_f32(f32_to_bf16(f.astype(np.float32))).astype(np.float64)
+
+
+def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
+    """Step 4: bfloat16 weight scales and biases of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED /
+    TRANSPOSE_CONV (module docstring). Returns (graph, encodings, notes)."""
+    consumers = g.consumers()
+    tensors = list(g.tensors)
+    uses = {}  # int8 weight tensor -> [(x, bias or None)]
+    float_biases = set()
+    for node in g.nodes:
+        if node.op not in _XWB:
+            continue
+        xi, wi, bi = _XWB[node.op]
+        ins = node.inputs
+        x = ins[xi] if len(ins) > xi else -1
+        w = ins[wi] if len(ins) > wi else -1
+        b = ins[bi] if len(ins) > bi else -1
+        bspec = g.tensors[b] if b >= 0 else None
+        if bspec is not None and bspec.is_const and np.dtype(bspec.dtype) == np.float32 and len(bspec.shape) == 1:
+            float_biases.add(b)
+        if w < 0 or x < 0:
+            continue
+        wspec, xspec = g.tensors[w], g.tensors[x]
+        if not (wspec.is_const and np.dtype(wspec.dtype) == np.int8 and wspec.quant is not None
+                and xspec.quant is not None and xspec.quant.scale.size == 1):
+            continue
+        if bspec is not None and not (bspec.is_const and np.dtype(bspec.dtype) == np.int32
+                                      and bspec.quant is not None and len(bspec.shape) == 1):
+            continue
+        uses.setdefault(w, []).append((x, b if b >= 0 else None))
+    # a weight qualifies when only such nodes read it and each of its biases is read only by nodes
+    # of this weight with inputs of one scale (so one re-quantized bias serves all of them)
+    new_bias_scale = {}
+    done = 0
+    for w, pairs in sorted(uses.items()):
+        readers = consumers.get(w, [])
+        if len(readers) != len(pairs) or w in g.outputs:
+            continue
+        sw = round_bf16(np.asarray(g.tensors[w].quant.scale, np.float32).ravel())
+        plan, ok = {}, True
+        for x, b in pairs:
+            if b is None:
+                continue
+            sb = product_scale(g.tensors[x].quant.scale.ravel()[:1], sw)
+            if sb.size != g.tensors[b].size and sb.size != 1:
+                ok = False
+            elif b in plan and plan[b].tobytes() != sb.tobytes():
+                ok = False
+            elif b in new_bias_scale or len(consumers.get(b, [])) != sum(1 for _, bb in pairs if bb == b):
+                ok = False
+            plan[b] = sb
+        if not ok:
+            continue
+        q = g.tensors[w].quant
+        tensors[w] = _respec(tensors[w], QuantParams(sw.astype(np.float32), q.zero_point, q.axis))
+        for b, sb in plan.items():
+            old = tensors[b]
+            so = np.asarray(old.quant.scale, np.float64).ravel()
+            real = np.asarray(old.data, np.float64) * so  # the bias in real units
+            vals = _bf16_ints(np.rint(real / sb.astype(np.float64)))
+            zp = np.zeros(sb.size, np.int64)
+            tensors[b] = _respec(old, QuantParams(sb.astype(np.float32), zp, 0), vals.astype(np.int32))
+            new_bias_scale[b] = sb
+        done += 1
+    for b in float_biases:
+        if b not in new_bias_scale:
+            tensors[b] = _respec(tensors[b], tensors[b].quant, round_bf16(np.asarray(tensors[b].data, np.float32)))
+    g = g.replace(tensors=tuple(tensors))
+    encodings, notes = dict(encodings), dict(notes)
+    for b in sorted(set(new_bias_scale) | float_biases):
+        spec = g.tensors[b]
+        payload = f32_to_bf16(np.asarray(spec.data, np.float32)).astype("<u2").tobytes()
+        if len(payload) < spec.nbytes:
+            encodings[b] = Encoded({"values": "bfloat16"}, payload)
+            notes[b] = "bfloat16"
+    _progress(progress, f"  coarse parameters: {done} int8 weight scales rounded to bfloat16, "
+                        f"{len(new_bias_scale) + len(float_biases)} biases stored as bfloat16")
+    return g, encodings, notes
+
+
+def _respec(spec: TensorSpec, quant, data=None) -> TensorSpec:
+    return TensorSpec(spec.name, spec.shape, spec.dtype, quant,
+                      spec.data if data is None else _ro(data), spec.is_variable)
 
 
 def _with_data(g: Graph, t: int, data: np.ndarray) -> Graph:

@@ -46,13 +46,14 @@ error; each is allowed only where it has a meaning):
     "size": int                  the payload length; required with "entropy", and equal to the
                                  length the keys below imply (checked before anything is inflated)
     "layout": "dense" | "mask" | "channels"   which elements are stored (default "dense": all)
-    "values": "raw" | "palette" | "affine" | "lowrank"   how they are stored (default "raw")
+    "values": "raw" | "palette" | "affine" | "lowrank" | "bfloat16"   how they are stored (default "raw")
     "axis": int                  the channel axis, for "channels" and for per-channel parameters
     "count": int                 "mask": stored (nonzero) elements; "channels": kept channels
     "bits": int in 1..8          index width of "palette" / "affine"
     "shared": true               "palette" / "affine": one parameter set for the whole tensor
     "rank": int                  "lowrank": the inner dimension R
-    "params": "int8"             "affine" on an int8 tensor (format version 4): int8 (lo, hi) pairs
+    "params": "int8"             "affine" on an int8 tensor (format version 4): int8 (lo, hi) pairs;
+             | "bfloat16"        on a float tensor (format version 5): bfloat16 (lo, step) pairs
 The payload is the selection, then the values, with no padding between them. n = elements, C =
 shape[axis]. Bit strings are packed least-significant bit first; unused trailing bits are zero.
   selection  "dense": nothing, every element is stored. "mask": ceil(n/8) bytes, bit i set when
@@ -97,6 +98,13 @@ Format version 3 (the scale section; written by default):
   - "zero_point" may be one integer: the same zero point for every scale.
   - flags bit 1 (FLAG_HEADER_LZMA): the stored header is a uint32 length and a raw LZMA2 stream
     (the dictionary as for "enc"); at most one of bits 0 and 1 is set.
+Format version 5 (bfloat16; written by `xnn convert --coarse-params`):
+  - "values": "bfloat16" for float32 and int32 tensors (any layout): m uint16 values, each the upper
+    16 bits of a float32 (bfloat16: 8 significant bits, float32's exponent range); the value is that
+    float32, for int32 tensors converted exactly (it must be an integer in the int32 range).
+  - "params": "bfloat16" for "affine" values of float16/float32 tensors: G pairs (lo, step) of
+    bfloat16 (4 bytes per group), widened to float32 and then used exactly as float32 pairs.
+  These keys in a file of an older version are an error.
 Versions 1-2 files still load (version 1: no "enc", no flags; version 2: no format-3 feature);
 a file of a higher version than FORMAT_VERSION is refused with a message to upgrade xnn.
 
@@ -128,14 +136,15 @@ from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
 
 MAGIC = b"XNNF"
-FORMAT_VERSION = 4  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
+FORMAT_VERSION = 5  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
 #                    derived ("product") scales, a scalar zero point, the lzma header flag;
-#                    4: int8 affine parameters ("params": "int8")
+#                    4: int8 affine parameters ("params": "int8"); 5: bfloat16 values and affine
+#                    parameters
 ALIGN = 64
 FLAG_HEADER_ZLIB = 1
 FLAG_HEADER_LZMA = 2  # format version 3
 KNOWN_FLAGS = {1: 0, 2: FLAG_HEADER_ZLIB, 3: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA,
-               4: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
+               4: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA, 5: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
 _PREFIX = struct.Struct("<4sIIIQQII")  # magic, version, header_nbytes, header_crc, w_off, w_len, w_crc, flags
 PREFIX_NBYTES = _PREFIX.size  # 40
 
@@ -720,6 +729,8 @@ def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION, secti
             _fail(f"{what}: 'enc' in a format version {version} file")
         if loc is None:
             _fail(f"{what}: 'enc' without data")
+        if version < 5 and isinstance(enc, dict) and "bfloat16" in (enc.get("values"), enc.get("params")):
+            _fail(f"{what}: bfloat16 encodings in a format version {version} file")
     if loc is not None:
         if not isinstance(loc, list) or len(loc) != 2:
             _fail(f"{what}: data must be [offset, nbytes] or null")
@@ -809,7 +820,8 @@ def map_file(f):
 # ---- encoded constants ------------------------------------------------------------------------
 
 ENC_LAYOUTS = ("dense", "mask", "channels")
-ENC_VALUES = ("raw", "palette", "affine", "lowrank")
+ENC_VALUES = ("raw", "palette", "affine", "lowrank", "bfloat16")
+BF16_DTYPES = ("float32", "int32")  # dtypes "bfloat16" values expand to (format version 5)
 ENC_ENTROPY = ("zlib", "lzma")
 ENC_KEYS = ("entropy", "size", "layout", "values", "axis", "count", "bits", "shared", "rank", "params")
 LOSSY_DTYPES = ("int8", "float16", "float32")  # dtypes "palette", "affine" and "lowrank" produce
@@ -935,19 +947,29 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
         _fail(f"{what}: 'bits' is required with palette/affine values and only there")
     if ("rank" in enc) != (values == "lowrank"):
         _fail(f"{what}: 'rank' is required with lowrank values and only there")
-    if values != "raw" and dtype.name not in LOSSY_DTYPES:
+    if values == "bfloat16":
+        if dtype.name not in BF16_DTYPES:
+            _fail(f"{what}: bfloat16 values need a dtype among {', '.join(BF16_DTYPES)}, not {dtype.name}")
+    elif values != "raw" and dtype.name not in LOSSY_DTYPES:
         _fail(f"{what}: {values} values need a dtype among {', '.join(LOSSY_DTYPES)}, not {dtype.name}")
     groups = 1 if shared else (count if layout == "channels" else C)
-    params_i8 = "params" in enc
-    if params_i8 and (enc["params"] != "int8" or values != "affine" or dtype.name != "int8"):
-        _fail(f"{what}: 'params' must be \"int8\" and is only for affine values of an int8 tensor")
+    pkind = _get(enc, "params", str, f"{what} enc", None)
+    params_i8 = pkind == "int8"
+    params_bf16 = pkind == "bfloat16"
+    if pkind is not None and not ((params_i8 and values == "affine" and dtype.name == "int8") or
+                                  (params_bf16 and values == "affine" and dtype.name in ("float16", "float32"))):
+        _fail(f"{what}: 'params' must be \"int8\" (affine values of an int8 tensor) or \"bfloat16\" (affine "
+              f"values of a float16/float32 tensor)")
     bits = rank = None
     if values == "raw":
         val_nbytes = m * dtype.itemsize
+    elif values == "bfloat16":
+        val_nbytes = 2 * m
     elif coded:
         bits = _int(enc["bits"], f"{what} enc bits", 1, 8)
         if values == "affine":
-            params = groups * (2 if params_i8 else 8)  # (lo, hi) int8 or (lo, step) float32 per group
+            # (lo, hi) int8, (lo, step) bfloat16 or (lo, step) float32 per group
+            params = groups * (2 if params_i8 else 4 if params_bf16 else 8)
         else:
             params = groups * (1 << bits) * dtype.itemsize
         val_nbytes = params + _ceil8(m * bits)
@@ -967,8 +989,28 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
     elif "size" in enc:
         _fail(f"{what}: 'size' is only for entropy-coded payloads")
     d.update(n=n, C=C, axis=axis, count=count, m=m, bits=bits, rank=rank, shared=shared, params_i8=params_i8,
-             groups=groups, sel_nbytes=sel_nbytes, val_nbytes=val_nbytes, payload=payload)
+             params_bf16=params_bf16, groups=groups, sel_nbytes=sel_nbytes, val_nbytes=val_nbytes, payload=payload)
     return d
+
+
+def bf16_to_f32(u16) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) as float32: the pattern is the upper half of the float32's bits."""
+    return (np.asarray(u16, np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def f32_to_bf16(x) -> np.ndarray:
+    """float32 values rounded to bfloat16 (8 significant bits; round to nearest, ties to even), as
+    their uint16 bit patterns. NaN stays NaN; values that round past the largest finite bfloat16
+    become infinite (IEEE rounding)."""
+    u = np.ascontiguousarray(np.asarray(x, np.float32)).view(np.uint32).astype(np.uint64)
+    nan = np.isnan(np.asarray(x, np.float32))
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(nan, (u >> 16).astype(np.uint16) | np.uint16(0x40), r)
+
+
+def round_bf16(x) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (as float32)."""
+    return bf16_to_f32(f32_to_bf16(x)).reshape(np.shape(x))
 
 
 def affine_i8_levels(lo, hi, q, bits: int) -> np.ndarray:
@@ -1045,7 +1087,10 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
                 _fail(f"{what}: int8 affine parameters need lo <= hi")
             vals = affine_i8_levels(lohi[group, 0], lohi[group, 1], idx, bits).astype(np.int8)
         else:
-            params = np.frombuffer(val_buf[:pbytes], "<f4").reshape(G, 2).astype(np.float32)
+            if d["params_bf16"]:
+                params = bf16_to_f32(np.frombuffer(val_buf[:pbytes], "<u2")).reshape(G, 2)
+            else:
+                params = np.frombuffer(val_buf[:pbytes], "<f4").reshape(G, 2).astype(np.float32)
             if dtype == np.int8 and not np.all(np.isfinite(params)):
                 _fail(f"{what}: affine parameters of an int8 tensor must be finite")
             with np.errstate(over="ignore", invalid="ignore"):  # IEEE: overflow gives ±inf
@@ -1077,6 +1122,13 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore"):
                 vals = np.matmul(U, V).astype(dtype)
         return np.ascontiguousarray(vals.reshape(shape))
+    elif d["values"] == "bfloat16":
+        f = bf16_to_f32(np.frombuffer(val_buf, "<u2", m))
+        if dtype == np.int32:
+            ok = np.isfinite(f) & (f == np.floor(f)) & (f >= -2.0 ** 31) & (f < 2.0 ** 31)
+            if not np.all(ok):
+                _fail(f"{what}: bfloat16 values of an int32 tensor must be integers in the int32 range")
+        vals = f.astype(dtype)
     else:  # raw
         raw = np.frombuffer(val_buf, le, m)
         if dtype == np.bool_ and np.any(raw.view(np.uint8) > 1):
