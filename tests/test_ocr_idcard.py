@@ -156,3 +156,48 @@ def test_uncertain_id_text_lines_average_views_moved_across_the_line(id_reader):
     finally:
         apps._LineCache.views = orig
     assert "address" in res.fields and (apps.ID_TEXT_MODEL, k, apps.ID_VIEW_SHIFTS, apps.ID_VIEW_GATE) in asked
+
+
+def test_two_address_rows_merged_into_one_box_are_read_as_two_rows(id_reader, monkeypatch):
+    """A detector box that holds the first two address rows (a short row under a full one, merged
+    into one box ~2.4 box heights tall) is read as two bands: the address comes out as from the two
+    true boxes. With the split turned off the merged box yields no such address."""
+    import numpy as np
+
+    from xnn.ocr import apps
+    from xnn.ocr.geometry import quad_axis, quad_size
+
+    smp = _address_sample(2)
+    rows = sorted((ln for ln in smp.lines if ln.field == "address"), key=lambda ln: ln.meta["row"])
+    q0, q1 = np.asarray(rows[0].quad, np.float64), np.asarray(rows[1].quad, np.float64)
+    u = quad_axis(q0)
+    v = np.array([-u[1], u[0]])
+    pitch = (q1.mean(0) - q0.mean(0)) @ v
+    merged = q0.copy()
+    merged[[2, 3]] += pitch * v                      # row 0's box grown down over row 1
+    assert quad_size(merged)[1] > 2 * quad_size(q0)[1]
+    keep = [np.asarray(ln.quad, np.float64) for ln in smp.lines if ln not in rows[:2]]
+    base = id_reader.read(smp.image, quads=[np.asarray(ln.quad, np.float64) for ln in smp.lines])
+    got = id_reader.read(smp.image, quads=keep + [merged])
+    assert got.fields["address"].text == base.fields["address"].text
+    assert got.fields["address"].meta["rows"][:2] == base.fields["address"].meta["rows"][:2]
+    monkeypatch.setattr(apps, "ID_SPLIT_RATIO", 100.0)
+    off = id_reader.read(smp.image, quads=keep + [merged])
+    assert "address" not in off.fields or off.fields["address"].text != base.fields["address"].text
+
+
+def test_merged_row_boxes_and_split_quad():
+    import numpy as np
+
+    from xnn.ocr.apps import _Row, merged_row_boxes, split_quad
+
+    q = np.array([[0, 0], [40, 0], [40, 10], [0, 10]], np.float32)
+    bands = split_quad(q, 2)
+    np.testing.assert_allclose(bands[0], [[0, 0], [40, 0], [40, 5], [0, 5]])
+    np.testing.assert_allclose(bands[1], [[0, 5], [40, 5], [40, 10], [0, 10]])
+    long_ = np.array([[0, 0], [60, 0], [60, 10], [0, 10]], np.float32)
+    quads = [long_] * 6
+    heights = [1.0, 1.1, 0.9, 2.4, 1.0, 3.5]   # box 3: two rows; box 5: three
+    rows = [_Row(-10.0 + k, h, [k], [k], {k: (0.0, 6.0, h)}) for k, h in enumerate(heights)]
+    assert merged_row_boxes(rows, quads) == {3: 2, 5: 3}
+    assert merged_row_boxes(rows[:3], quads) == {}

@@ -129,6 +129,10 @@ ID_TEXT_MODEL = "idcard_name_address"   # the Chinese recognizer of ID-card name
 # 105 -> 114 of 200; ~55% of these lines are uncertain enough to be read three times.
 ID_VIEW_SHIFTS = (-0.06, 0.06)
 ID_VIEW_GATE = 0.9
+# a value box above the ID number this many times as tall as the other value boxes (median) holds
+# that many printed rows, merged by the detector (a short last address row under a full one): it is
+# read as round(ratio) rows, the box cut across into equal bands
+ID_SPLIT_RATIO = 1.5
 # card layout (ISO/IEC 7810 ID-1, as the generator and real cards place them): expiry and holder name
 # lie below the number, within the card: (least, most) centre offset across the number line, in
 # number-line heights, and how far past the number's ends, in heights (the number runs nearly edge to
@@ -417,7 +421,16 @@ class Reader:
         P(raw | lines) by the CTC forward sum (for the address, the product over its rows)."""
         rec = self.recognizers[ID_TEXT_MODEL]
         num = fields.get("id_number")
-        rows = id_rows(quads, None if num is None else num.quad, used)
+        ref = None if num is None else num.quad
+        rows = id_rows(quads, ref, used)
+        merged = merged_row_boxes(rows, quads)
+        if merged:                      # rows merged into one box: read as separate bands
+            quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
+            bands = [(b, float(scores[i])) for i, n in sorted(merged.items()) for b in split_quad(quads[i], n)]
+            quads = np.concatenate([quads, np.asarray([b for b, _ in bands], np.float32)])
+            scores = np.concatenate([np.asarray(scores, np.float64), [s for _, s in bands]])
+            lps.quads = quads
+            rows = id_rows(quads, ref, set(used) | set(merged))
         names = ("name", "address")
         if not rows:
             missing.extend(n for n in names if n not in missing)
@@ -673,6 +686,37 @@ def id_rows(quads, ref_quad=None, skip=()) -> list:
         out.append(_Row(float(np.mean([it[0] for it in r])), hh, [it[4] for it in r], vals,
                         {it[4]: (it[1], it[2], it[3]) for it in r}))
     return out
+
+
+def merged_row_boxes(rows, quads) -> dict:
+    """{box index: n >= 2} for the value boxes of `rows` (id_rows) below the top row (the name,
+    printed larger) and at least 3 heights long (text rows; two merged address rows are ~5) that are
+    at least ID_SPLIT_RATIO times as tall as the median of the other value boxes at least 3 heights
+    long (of all value boxes when fewer than two are): n rows, rows ~1.4 box heights apart (n boxes
+    stacked are 1 + 1.4 (n - 1) heights tall), at most 3."""
+    hs = [(row.spans[i][2], i, _aspect(quads[i]) >= 3.0) for row in rows for i in row.values]
+    top = set(rows[0].values) if rows else set()
+    out = {}
+    for k, (h, i, long_box) in enumerate(hs):
+        if not long_box or i in top:    # a caption, or the top row (the name, printed larger)
+            continue
+        others = [hh for j, (hh, _, long_) in enumerate(hs) if j != k and long_]
+        if len(others) < 2:
+            others = [hh for j, (hh, _, _) in enumerate(hs) if j != k]
+        if len(others) < 2:
+            continue
+        med = float(np.median(others))
+        if med > 0 and h >= ID_SPLIT_RATIO * med:
+            out[i] = 3 if h >= 3.1 * med else 2
+    return out
+
+
+def split_quad(quad, n: int) -> list:
+    """A quad (tl, tr, br, bl) cut across its height into n equal bands, top to bottom."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    left = [q[0] + (q[3] - q[0]) * k / n for k in range(n + 1)]
+    right = [q[1] + (q[2] - q[1]) * k / n for k in range(n + 1)]
+    return [np.array([left[k], right[k], right[k + 1], left[k + 1]], np.float32) for k in range(n)]
 
 
 def _box_geo(q):
