@@ -147,15 +147,16 @@ def test_uncertain_id_text_lines_average_views_moved_across_the_line(id_reader):
     asked = []
     orig = apps._LineCache.views
 
-    def spy(self, name, j, shifts, gate):
-        asked.append((name, j, shifts, gate))
-        return orig(self, name, j, shifts, gate)
+    def spy(self, name, j, shifts, gate, tighten=False):
+        asked.append((name, j, shifts, gate, tighten))
+        return orig(self, name, j, shifts, gate, tighten)
     apps._LineCache.views = spy
     try:
         res = id_reader.read(smp.image, quads=quads)
     finally:
         apps._LineCache.views = orig
-    assert "address" in res.fields and (apps.ID_TEXT_MODEL, k, apps.ID_VIEW_SHIFTS, apps.ID_VIEW_GATE) in asked
+    assert "address" in res.fields and (apps.ID_TEXT_MODEL, k, apps.ID_VIEW_SHIFTS, apps.ID_VIEW_GATE,
+                                        apps.ID_TIGHTEN) in asked
 
 
 def test_two_address_rows_merged_into_one_box_are_read_as_two_rows(id_reader, monkeypatch):
@@ -201,3 +202,35 @@ def test_merged_row_boxes_and_split_quad():
     rows = [_Row(-10.0 + k, h, [k], [k], {k: (0.0, 6.0, h)}) for k, h in enumerate(heights)]
     assert merged_row_boxes(rows, quads) == {3: 2, 5: 3}
     assert merged_row_boxes(rows[:3], quads) == {}
+
+
+def test_address_row_box_turned_off_its_text_is_read_from_the_text_band(id_reader, monkeypatch):
+    """A detector box turned a few degrees off its address row (and taller: it cuts the characters at
+    its ends, the recognizer then drops or confuses them) is read from the text band tighten_quad
+    finds inside it when that band's best path is likelier: the address comes out as from the true
+    box. With the band search off it does not."""
+    import numpy as np
+
+    from xnn.ocr import apps
+    from xnn.ocr.geometry import quad_axis, quad_size
+
+    smp = _address_sample(2)
+    rows = sorted((ln for ln in smp.lines if ln.field == "address"), key=lambda ln: ln.meta["row"])
+    q0 = np.asarray(rows[0].quad, np.float64)
+    c, (w, h) = q0.mean(0), quad_size(q0)
+    u0 = quad_axis(q0)
+    quads = [np.asarray(ln.quad, np.float64) for ln in smp.lines]
+    base = id_reader.read(smp.image, quads=quads)
+    for deg in (-3.0, 3.0):                          # turned about its centre, 1.2x as tall
+        t = np.radians(deg)
+        u = np.cos(t) * u0 + np.sin(t) * np.array([-u0[1], u0[0]])
+        v = np.array([-u[1], u[0]])
+        turned = np.array([c - 0.5 * w * u - 0.6 * h * v, c + 0.5 * w * u - 0.6 * h * v,
+                           c + 0.5 * w * u + 0.6 * h * v, c - 0.5 * w * u + 0.6 * h * v])
+        quads[smp.lines.index(rows[0])] = turned
+        monkeypatch.setattr(apps, "ID_TIGHTEN", True)
+        got = id_reader.read(smp.image, quads=quads)
+        assert got.fields["address"].text == base.fields["address"].text, deg
+        monkeypatch.setattr(apps, "ID_TIGHTEN", False)
+        off = id_reader.read(smp.image, quads=quads)
+        assert "address" not in off.fields or off.fields["address"].text != base.fields["address"].text, deg
