@@ -103,14 +103,27 @@ def ensure_data(spec, root, lines, shard, val, workers, log=print):
 
 
 def load_shards(d):
-    xs, ts = [], []
-    for p in sorted(glob.glob(os.path.join(d, "train_*.npz"))):
-        if p.endswith(".tmp.npz"):
-            continue
-        z = np.load(p)
-        xs.append(z["x"])
-        ts += list(z["texts"])
-    return np.concatenate(xs), ts
+    """(lines, texts) of every finished training shard in d, the lines in one array filled shard by
+    shard (no list of copies and concatenation: a 580,000-line pool is ~7 GB, and two copies of it
+    next to TensorFlow ran a 24 GB machine out of memory)."""
+    paths = [p for p in sorted(glob.glob(os.path.join(d, "train_*.npz"))) if not p.endswith(".tmp.npz")]
+    ts, counts = [], []
+    for p in paths:
+        with np.load(p) as z:
+            t = list(z["texts"])
+        ts += t
+        counts.append(len(t))
+    x, o = None, 0
+    for p, n in zip(paths, counts):
+        with np.load(p) as z:
+            xi = z["x"]
+        if len(xi) != n:
+            raise SystemExit(f"{p}: {len(xi)} lines but {n} texts")
+        if x is None:
+            x = np.empty((sum(counts),) + xi.shape[1:], xi.dtype)
+        x[o:o + n] = xi
+        o += n
+    return x, ts
 
 
 # ---- shared by both trainers ---------------------------------------------------------------------
@@ -345,6 +358,7 @@ def train_recognizer(a, log=print):
     start = int(epoch_var.numpy())
     for epoch in range(start, min(a.epochs, a.until) if a.until else a.epochs):
         t0 = time.time()
+        x_all = None                      # the previous epoch's pool goes before the next one loads
         x_all, t_all = load_shards(d)
         keep = [i for i, t in enumerate(t_all) if 0 < len(t) <= spec.max_label]
         rng = np.random.default_rng([a.seed, epoch])
