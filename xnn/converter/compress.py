@@ -84,14 +84,14 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
-from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, bf16_to_f32, decode_tensor, deflate,
+from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate,
                          f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
 
 CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
@@ -770,8 +770,7 @@ _XWB = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED":
 
 def _bf16_ints(x: np.ndarray) -> np.ndarray:
     """Integers rounded to 8 significant bits (bfloat16-exact), within the int32 range."""
-    f = np.clip(np.asarray(x, np.float64), -2.0 ** 31, 2.0 ** 31 - 2.0 ** 23)
-    return bf16_to_f32(f32_to_bf16(f.astype(np.float32))).astype(np.float64)
+    return round_bf16(np.clip(np.asarray(x, np.float64), -2.0 ** 31, 2.0 ** 31 - 2.0 ** 23).astype(np.float32))
 
 
 def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
@@ -826,19 +825,19 @@ def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
         if not ok:
             continue
         q = g.tensors[w].quant
-        tensors[w] = _respec(tensors[w], QuantParams(sw.astype(np.float32), q.zero_point, q.axis))
+        tensors[w] = replace(tensors[w], quant=QuantParams(sw.astype(np.float32), q.zero_point, q.axis))
         for b, sb in plan.items():
             old = tensors[b]
             so = np.asarray(old.quant.scale, np.float64).ravel()
             real = np.asarray(old.data, np.float64) * so  # the bias in real units
             vals = _bf16_ints(np.rint(real / sb.astype(np.float64)))
             zp = np.zeros(sb.size, np.int64)
-            tensors[b] = _respec(old, QuantParams(sb.astype(np.float32), zp, 0), vals.astype(np.int32))
+            tensors[b] = replace(old, quant=QuantParams(sb.astype(np.float32), zp, 0), data=_ro(vals.astype(np.int32)))
             new_bias_scale[b] = sb
         done += 1
     for b in float_biases:
         if b not in new_bias_scale:
-            tensors[b] = _respec(tensors[b], tensors[b].quant, round_bf16(np.asarray(tensors[b].data, np.float32)))
+            tensors[b] = replace(tensors[b], data=_ro(round_bf16(np.asarray(tensors[b].data, np.float32))))
     g = g.replace(tensors=tuple(tensors))
     encodings, notes = dict(encodings), dict(notes)
     for b in sorted(set(new_bias_scale) | float_biases):
@@ -850,11 +849,6 @@ def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
     _progress(progress, f"  coarse parameters: {done} int8 weight scales rounded to bfloat16, "
                         f"{len(new_bias_scale) + len(float_biases)} biases stored as bfloat16")
     return g, encodings, notes
-
-
-def _respec(spec: TensorSpec, quant, data=None) -> TensorSpec:
-    return TensorSpec(spec.name, spec.shape, spec.dtype, quant,
-                      spec.data if data is None else _ro(data), spec.is_variable)
 
 
 def _with_data(g: Graph, t: int, data: np.ndarray) -> Graph:
