@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import xnn
 from xnn import XnnError
-from xnn.converter.compress import (CompressOptions, compress, kmeans_1d, load_calibration, output_error,
-                                    random_feeds, weight_targets)
+from xnn.converter.compress import (CompressOptions, _channel_rows, compress, kmeans_1d, load_calibration,
+                                    output_error, random_feeds, weight_targets)
 from xnn.converter.tflite_reader import read_tflite
 from xnn.converter.xnn_format import (FLAG_HEADER_LZMA, FLAG_HEADER_ZLIB, FORMAT_VERSION, PREFIX_NBYTES, decode_tensor, graph_for_xnn,
                                       pack, pack_uint, read_header, read_xnn, unpack_uint, write_xnn)
@@ -793,6 +793,25 @@ def test_weight_bits_fit_finds_the_grid_a_model_sits_on(codec, bits):
     # fit never widens what --weight-bits asks for
     c1 = compress(on_grid, CompressOptions(weight_bits_fit=True, weight_bits=1, codec=codec))
     assert all(f"{codec}1" in c1.notes[t] for t in coded if t in c1.encodings)
+    read_xnn(c.to_bytes())
+
+
+def test_weight_bits_fit_with_coarse_params_keeps_the_float_grid_width():
+    """A float model on 3-bit uniform codes (a --qat-grid float model) keeps 3-bit codes under
+    --weight-bits-fit --coarse-params: the width is found on exact code parameters, the bfloat16 ones
+    then move each weight by at most about half a level."""
+    g = stored(LSTM_F)
+    tg = weight_targets(g)
+    on_grid = compress(g, CompressOptions(weight_bits=3, codec="uniform")).graph
+    coded = [t for t in tg if not np.array_equal(on_grid.tensors[t].data, g.tensors[t].data)]
+    assert coded
+    c = compress(on_grid, CompressOptions(weight_bits_fit=True, codec="uniform", coarse_params=True))
+    for t in coded:
+        assert any(f"uniform{b}/bf16" in c.notes[t] for b in (1, 2, 3)), c.notes[t]
+        w = _channel_rows(on_grid.tensors[t].data, tg[t].axis)
+        d = _channel_rows(c.graph.tensors[t].data, tg[t].axis)
+        half = 0.5 * (w.max(axis=1) - w.min(axis=1))[:, None] / 7
+        assert np.all(np.abs(d - w) <= half * 1.05 + 1e-7)
     read_xnn(c.to_bytes())
 
 

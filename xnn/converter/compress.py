@@ -59,7 +59,8 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    one integer for int8, of its level) gets the smallest such B, unless the options above give it
    fewer bits. This is how a model trained on those grids (models.train --qat-bits) is stored
    without choosing the widths again: a QAT'd int8 model's channels sit on their uniform grids up
-   to TensorFlow's int8 rounding.
+   to TensorFlow's int8 rounding. With coarse parameters a float tensor's width is found on exact
+   code parameters and then coded with the bfloat16 ones (which cannot reproduce a grid exactly).
    With `prune_channels`, layers whose output reaches a model output through weight-free ops only
    (class logits, detector maps) are not pruned.
 4. Coarse parameters (`coarse_params`; lossy, format version 5): the per-channel numbers around the
@@ -647,12 +648,19 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
         tol = np.ones((rows.shape[0], 1))
     else:
         tol = 1e-5 * (rows.max(axis=1) - rows.min(axis=1))[:, None] + 1e-30
+    # float uniform codes with coarse parameters cannot reproduce a grid exactly (lo and step are
+    # rounded to bfloat16 before the levels are chosen): find the width on exact parameters, then
+    # code at that width with the coarse ones
+    probe = replace(opts, coarse_params=False) if opts.coarse_params and dt.kind == "f" else opts
     top = min(7, cap - 1) if cap else 7
     for bits in range(max(1, math.ceil(math.log2(distinct))), top + 1):
-        got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
+        got = _encode_weight(t, spec, target, kept, pruned, probe, None, label, bits)
         if got[0] is None:
             return None  # coding is not smaller: nothing to fit
         if np.all(np.abs(_channel_rows(got[1], target.axis) - rows) <= tol):
+            if probe is not opts:
+                got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
+                return got if got[0] is not None else None
             return got
     return None
 
