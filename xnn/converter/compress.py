@@ -660,8 +660,7 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
         if np.all(np.abs(_channel_rows(got[1], target.axis) - rows) <= tol):
             if probe is not opts:
                 got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
-                return got if got[0] is not None else None
-            return got
+            return got if got[0] is not None else None
     return None
 
 
@@ -860,8 +859,7 @@ def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
 
 
 def _with_data(g: Graph, t: int, data: np.ndarray) -> Graph:
-    spec = g.tensors[t]
-    new = TensorSpec(spec.name, spec.shape, spec.dtype, spec.quant, _ro(data), spec.is_variable)
+    new = replace(g.tensors[t], data=_ro(data))
     return g.replace(tensors=g.tensors[:t] + (new,) + g.tensors[t + 1:])
 
 
