@@ -25,7 +25,10 @@ Quantization-aware training (--qat-bits B, --qat-bits-for REGEX=B; both models):
 forward and backward with the weight kernels rounded to B-bit uniform codes per output channel
 (straight-through estimator: the gradient at the rounded weights updates the float ones); validation
 and OUT/final.weights.h5 use the rounded weights, so the export is on the grid that `xnn convert
---weight-bits B --weight-codec uniform` stores. Usually a short fine-tune (--init) of a trained run.
+--weight-bits B --weight-codec uniform` stores. Usually a short fine-tune (--init) of a trained run,
+or of a shipped model turned back into a run by models.import_zoo. --distill W (recognizer) adds the
+KL divergence from a teacher's per-frame distributions (the float model, --teacher, default --init)
+to the CTC loss.
 """
 from __future__ import annotations
 
@@ -297,6 +300,25 @@ def _fine_tune_copy(a, spec, spec_cls, data_only=()) -> bool:
 
 # ---- recognizer training -------------------------------------------------------------------------
 
+def _teacher(a, spec, rec, log):
+    """--distill: the teacher's logits model (frozen), from --teacher or --init RUN/final.weights.h5."""
+    if not a.distill:
+        return None
+    run = a.teacher or a.init
+    if not run:
+        raise SystemExit("--distill needs --teacher RUN or --init RUN")
+    other = rs.RecSpec.from_json(open(os.path.join(run, "spec.json"), encoding="utf-8").read())
+    data_only = {"jitter", "box_jitter", "merge_captions", "se_pool"}
+    if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
+            {k: v for k, v in spec.__dict__.items() if k not in data_only}:
+        raise SystemExit(f"--teacher {run}: its model differs from this spec")
+    t = rec.build(other)
+    t.load_weights(os.path.join(run, "final.weights.h5"))
+    t.trainable = False
+    log(f"distillation from {run} (weight {a.distill:g})")
+    return rec.logits_model(t)
+
+
 def train_recognizer(a, log=print):
     ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
     spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
@@ -336,6 +358,7 @@ def train_recognizer(a, log=print):
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
     to_grid, restore = qat_hooks(tf, model, a, log)
+    teacher = _teacher(a, spec, rec, log)
 
     @tf.function(input_signature=sig)
     def step(x, lab, lens):
@@ -346,6 +369,12 @@ def train_recognizer(a, log=print):
             logits = lm(x, training=True)
             loss = tf.reduce_mean(tf.nn.ctc_loss(lab, logits, lens, tf.fill([B], T), logits_time_major=False,
                                                  blank_index=-1))
+            if teacher is not None:
+                # KL(teacher || student) summed over a line's frames, averaged over the batch
+                lt = tf.nn.log_softmax(teacher(x, training=False), -1)
+                ls = tf.nn.log_softmax(logits, -1)
+                loss = loss + a.distill * tf.reduce_mean(
+                    tf.reduce_sum(tf.exp(lt) * (lt - ls), axis=[1, 2]))
         grads = tape.gradient(loss, lm.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         restore(saved)
@@ -501,12 +530,28 @@ def train_detector(a, log=print):
            tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
 
     to_grid, restore = qat_hooks(tf, model, a, log)
+    teacher = None
+    if a.distill:
+        run = a.teacher or a.init
+        if not run:
+            raise SystemExit("--distill needs --teacher RUN or --init RUN")
+        if dt.DetSpec.from_json(open(os.path.join(run, "spec.json"), encoding="utf-8").read()) != spec:
+            raise SystemExit(f"--teacher {run}: its model differs from this spec")
+        teacher = det.build(spec)
+        teacher.load_weights(os.path.join(run, "final.weights.h5"))
+        teacher.trainable = False
+        log(f"distillation from {run} (weight {a.distill:g})")
 
     @tf.function(input_signature=sig)
     def step(x, score, mask, geo):
         saved = to_grid()  # QAT: see train_recognizer
         with tf.GradientTape() as tape:
-            total, dice, g = det.loss_fn(model(x, training=True), score, mask, geo)
+            out = model(x, training=True)
+            total, dice, g = det.loss_fn(out, score, mask, geo)
+            if teacher is not None:
+                # the teacher's score map as soft targets (no ignore mask), its geometry weighted by it
+                t = teacher(x, training=False)
+                total = total + a.distill * det.loss_fn(out, t[..., :1], tf.ones_like(mask), t[..., 1:])[0]
         grads = tape.gradient(total, model.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         restore(saved)
@@ -596,6 +641,11 @@ def main(argv=None):
                                                  "training data may differ, e.g. --box-jitter)")
     r.add_argument("--until", type=int, default=0, metavar="E",
                    help="stop after epoch E (the learning-rate schedule still spans --epochs; rerun to go on)")
+    r.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="add W x the per-line KL divergence of the teacher's frame distributions to this model's "
+                        "(knowledge distillation, e.g. for quantization-aware training; 0: off)")
+    r.add_argument("--teacher", metavar="RUN",
+                   help="with --distill: the teacher run (its final.weights.h5, same spec; default --init)")
     _qat_args(r)
     for k in ("width", "units", "proj", "growth", "stem", "max_label"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
@@ -636,6 +686,12 @@ def main(argv=None):
     t.add_argument("--units", help="shuffle units at 1/8, 1/16, 1/32, e.g. 1,2,2")
     t.add_argument("--domains", help="comma-separated page domains (default: all)")
     t.add_argument("--init", metavar="RUN", help="fine-tune: start from RUN's last checkpoint (same spec)")
+    t.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="add W x the loss against a teacher's outputs (its score map as soft targets, its "
+                        "geometry where it sees text; knowledge distillation, e.g. for quantization-aware "
+                        "training; 0: off)")
+    t.add_argument("--teacher", metavar="RUN",
+                   help="with --distill: the teacher run (its final.weights.h5, same spec; default --init)")
     _qat_args(t)
     a = ap.parse_args(argv)
     if a.what == "recognizer":
