@@ -16,6 +16,10 @@ gamma = sqrt(v + eps), beta = mu + bias. In inference mode it then adds the bias
 training mode its batch statistics are close to (mu, v), so fine-tuning starts from the shipped
 model's function instead of renormalizing every channel at the first step.
 
+--logits-rank R (recognizers) writes the run with its logits factored into two Dense layers of rank
+R (the truncated SVD of the file's matrix; spec logits_rank), for large charsets whose logits are
+most of the model (the Chinese ID-card recognizer: 96 x 3,783), to be fine-tuned afterwards.
+
 Writes OUT/spec.json, OUT/ckpt (epoch 0, no optimizer state) and OUT/final.weights.h5 (so
 `models.export OUT` works as for a trained run), and reports the Keras model's accuracy on --check
 validation lines (pages) next to that of the source file run on xnn.
@@ -190,6 +194,28 @@ def calibrate_bn(model, pending, x, batch=32):
                         mu.astype(np.float32), var.astype(np.float32)])
 
 
+def factor_logits(spec, model, rank: int):
+    """(spec, model) with the logits as two Dense layers of rank `rank`: the truncated SVD
+    W ~ (U_r sqrt(s_r)) (sqrt(s_r) V_r^T) of the (proj, classes) kernel, other weights copied."""
+    import dataclasses
+
+    from . import recognizer as rec
+
+    w, b = model.get_layer("logits").get_weights()
+    if not 0 < rank < min(w.shape):
+        raise SystemExit(f"--logits-rank {rank}: the logits matrix is {w.shape[0]} x {w.shape[1]}")
+    spec2 = dataclasses.replace(spec, logits_rank=rank)
+    model2 = rec.build(spec2)
+    rec.copy_weights(model, model2, skip=("logits", "logits_lr"))
+    u, sv, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    r = np.sqrt(sv[:rank])
+    model2.get_layer("logits_lr").set_weights([(u[:, :rank] * r).astype(np.float32)])
+    model2.get_layer("logits").set_weights([(r[:, None] * vt[:rank]).astype(np.float32), b])
+    kept = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
+    print(f"logits {w.shape[0]}x{w.shape[1]} -> rank {rank} ({kept:.1%} of the squared singular values)")
+    return spec2, model2
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m models.import_zoo", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +224,9 @@ def main(argv=None):
     ap.add_argument("--spec", help="the model's spec .json (default: <name>.json beside the model)")
     ap.add_argument("--calib", type=int, default=256, help="lines (pages: a quarter) to measure BN statistics on")
     ap.add_argument("--check", type=int, default=200, help="validation lines (pages: a quarter) to compare on")
+    ap.add_argument("--logits-rank", type=int, default=0, metavar="R",
+                    help="recognizer: write the run with rank-R logits (spec logits_rank), the two factors from "
+                         "the truncated SVD of the file's logits matrix (fine-tune it afterwards)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
 
@@ -238,6 +267,10 @@ def main(argv=None):
           flush=True)
     pending = assign(model, ops)
     calibrate_bn(model, pending, xc, batch=8 if detector else 32)
+    if a.logits_rank:
+        if detector:
+            raise SystemExit("--logits-rank is for recognizers")
+        spec, model = factor_logits(spec, model, a.logits_rank)
 
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "spec.json"), "w", encoding="utf-8") as f:

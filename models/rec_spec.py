@@ -58,6 +58,9 @@ class RecSpec:
     # second digit guessed from that summary); "column" keeps each frame's view local. The weights
     # have the same shapes either way, so a fine-tune (--init) may switch it.
     se_pool: str = "global"
+    # low-rank logits: 0 = one Dense (proj -> classes); R > 0 = Dense (proj -> R, no bias) then Dense
+    # (R -> classes), R (proj + classes) weights instead of proj x classes (for large charsets)
+    logits_rank: int = 0
 
     @property
     def cache_name(self) -> str:

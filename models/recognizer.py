@@ -13,7 +13,8 @@ features -> projected LSTM -> softmax over charset + blank, trained with CTC.
              mid: average over its 8 rows           1 x W/4   trans[0] ch
              concat (multi-scale) -> (T = W/4, trans[0] + trans[2])
     ProjLSTM c_t = f⊙c_{t-1} + i⊙g (clipped to ±cell_clip), h_t = W_p (o ⊙ tanh c_t)
-    Dense    C + 1 logits -> softmax (blank = last class)
+    Dense    C + 1 logits -> softmax (blank = last class); with spec.logits_rank R two Dense layers,
+             proj -> R (no bias, "logits_lr") -> C + 1 (a rank-R factorization of the logits matrix)
 
 A dense layer is depthwise 3x3 -> pointwise 1x1 (growth ch) -> BN -> ReLU, concatenated to its input.
 Every BN follows a linear conv, so the converter folds it into that conv's weights and bias.
@@ -148,6 +149,8 @@ def build(spec: RecSpec, batch: int | None = None, rnn: str = "proj") -> keras.M
         x = L.LSTM(spec.proj, return_sequences=True, name=RNN_NAME)(x)
     else:
         raise ValueError(rnn)
+    if spec.logits_rank:
+        x = L.Dense(spec.logits_rank, use_bias=False, name="logits_lr")(x)
     x = L.Dense(spec.n_classes, name="logits")(x)
     out = L.Softmax(name="probs")(x)
     return keras.Model(inp, out, name=spec.name)

@@ -308,9 +308,9 @@ def _teacher(a, spec, rec, log):
     if not run:
         raise SystemExit("--distill needs --teacher RUN or --init RUN")
     other = rs.RecSpec.from_json(open(os.path.join(run, "spec.json"), encoding="utf-8").read())
-    data_only = {"jitter", "box_jitter", "merge_captions", "se_pool"}
-    if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
-            {k: v for k, v in spec.__dict__.items() if k not in data_only}:
+    free = {"jitter", "box_jitter", "merge_captions", "se_pool", "logits_rank"}   # the teacher's own
+    if {k: v for k, v in other.__dict__.items() if k not in free} != \
+            {k: v for k, v in spec.__dict__.items() if k not in free}:
         raise SystemExit(f"--teacher {run}: its model differs from this spec")
     t = rec.build(other)
     t.load_weights(os.path.join(run, "final.weights.h5"))
@@ -322,7 +322,8 @@ def _teacher(a, spec, rec, log):
 def train_recognizer(a, log=print):
     ints = (lambda v: tuple(int(t) for t in v.split(",")) if v else None)
     spec = rs.make_spec(a.domain, a.field, width=a.width, units=a.units, proj=a.proj, growth=a.growth,
-                        stem=a.stem, max_label=a.max_label, blocks=ints(a.blocks), trans=ints(a.trans),
+                        stem=a.stem, max_label=a.max_label, logits_rank=a.logits_rank,
+                        blocks=ints(a.blocks), trans=ints(a.trans),
                         jitter=a.jitter, box_jitter=a.box_jitter, merge_captions=a.merge_captions,
                         se_pool=a.se_pool)
     os.makedirs(a.out, exist_ok=True)
@@ -647,7 +648,7 @@ def main(argv=None):
     r.add_argument("--teacher", metavar="RUN",
                    help="with --distill: the teacher run (its final.weights.h5, same spec; default --init)")
     _qat_args(r)
-    for k in ("width", "units", "proj", "growth", "stem", "max_label"):
+    for k in ("width", "units", "proj", "growth", "stem", "max_label", "logits_rank"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     r.add_argument("--jitter", type=float, default=None,
                    help="move training crops' quad corners by up to this many line heights (default 0.05; larger makes the model tolerate looser detector boxes)")
