@@ -19,6 +19,8 @@ model's function instead of renormalizing every channel at the first step.
 --logits-rank R (recognizers) writes the run with its logits factored into two Dense layers of rank
 R (the truncated SVD of the file's matrix; spec logits_rank), for large charsets whose logits are
 most of the model (the Chinese ID-card recognizer: 96 x 3,783), to be fine-tuned afterwards.
+--lstm-units N keeps the N LSTM cells with the largest mean |o tanh(c)| on the calibration lines
+times the norm of their projection row (channel-structured pruning of the LSTM; spec units N).
 
 Writes OUT/spec.json, OUT/ckpt (epoch 0, no optimizer state) and OUT/final.weights.h5 (so
 `models.export OUT` works as for a trained run), and reports the Keras model's accuracy on --check
@@ -194,6 +196,57 @@ def calibrate_bn(model, pending, x, batch=32):
                         mu.astype(np.float32), var.astype(np.float32)])
 
 
+def lstm_unit_importance(cell, seq) -> np.ndarray:
+    """Per LSTM cell j: mean |o_j tanh(c_j)| over the sequences seq (N, T, F) (NumPy forward of
+    models.recognizer.ProjLSTMCell) times the norm of its projection row: how much of the output
+    goes through it."""
+    k, r, b, p = (np.asarray(v.numpy(), np.float64) for v in
+                  (cell.kernel, cell.recurrent_kernel, cell.bias, cell.projection))
+    n = cell.units
+    sig = (lambda v: 1.0 / (1.0 + np.exp(-v)))
+    h = np.zeros((len(seq), p.shape[1]))
+    c = np.zeros((len(seq), n))
+    acc = np.zeros(n)
+    for t in range(seq.shape[1]):
+        z = seq[:, t] @ k + h @ r + b
+        i, f, g, o = (z[:, q * n:(q + 1) * n] for q in range(4))
+        c = sig(f) * c + sig(i) * np.tanh(g)
+        if cell.cell_clip > 0:
+            c = np.clip(c, -cell.cell_clip, cell.cell_clip)
+        m = sig(o) * np.tanh(c)
+        acc += np.abs(m).sum(0)
+        h = m @ p
+    return acc / (len(seq) * seq.shape[1]) * np.linalg.norm(p, axis=1)
+
+
+def prune_lstm_units(spec, model, units: int, x):
+    """(spec, model) with only the `units` most important LSTM cells (lstm_unit_importance on x)."""
+    import dataclasses
+
+    import tf_keras as keras
+
+    from . import recognizer as rec
+
+    cell = model.get_layer(rec.RNN_NAME).cell
+    if not 0 < units < cell.units:
+        raise SystemExit(f"--lstm-units {units}: the LSTM has {cell.units} cells")
+    seq = keras.Model(model.input, model.get_layer(rec.RNN_NAME).input).predict(x, batch_size=32, verbose=0)
+    imp = lstm_unit_importance(cell, np.asarray(seq, np.float64))
+    keep = np.sort(np.argsort(-imp, kind="stable")[:units])
+    cols = np.concatenate([g * cell.units + keep for g in range(4)])
+    spec2 = dataclasses.replace(spec, units=units)
+    model2 = rec.build(spec2)
+    rec.copy_weights(model, model2)
+    c2 = model2.get_layer(rec.RNN_NAME).cell
+    c2.kernel.assign(cell.kernel.numpy()[:, cols])
+    c2.recurrent_kernel.assign(cell.recurrent_kernel.numpy()[:, cols])
+    c2.bias.assign(cell.bias.numpy()[cols])
+    c2.projection.assign(cell.projection.numpy()[keep])
+    share = float(imp[keep].sum() / imp.sum())
+    print(f"LSTM {cell.units} -> {units} cells ({share:.1%} of the importance kept)")
+    return spec2, model2
+
+
 def factor_logits(spec, model, rank: int):
     """(spec, model) with the logits as two Dense layers of rank `rank`: the truncated SVD
     W ~ (U_r sqrt(s_r)) (sqrt(s_r) V_r^T) of the (proj, classes) kernel, other weights copied."""
@@ -227,6 +280,9 @@ def main(argv=None):
     ap.add_argument("--logits-rank", type=int, default=0, metavar="R",
                     help="recognizer: write the run with rank-R logits (spec logits_rank), the two factors from "
                          "the truncated SVD of the file's logits matrix (fine-tune it afterwards)")
+    ap.add_argument("--lstm-units", type=int, default=0, metavar="N",
+                    help="recognizer: keep the N LSTM cells that contribute most to its output on the "
+                         "calibration lines (spec units N; channel-structured pruning, fine-tune it afterwards)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
 
@@ -267,9 +323,11 @@ def main(argv=None):
           flush=True)
     pending = assign(model, ops)
     calibrate_bn(model, pending, xc, batch=8 if detector else 32)
+    if (a.logits_rank or a.lstm_units) and detector:
+        raise SystemExit("--logits-rank and --lstm-units are for recognizers")
+    if a.lstm_units:
+        spec, model = prune_lstm_units(spec, model, a.lstm_units, xc)
     if a.logits_rank:
-        if detector:
-            raise SystemExit("--logits-rank is for recognizers")
         spec, model = factor_logits(spec, model, a.logits_rank)
 
     os.makedirs(a.out, exist_ok=True)

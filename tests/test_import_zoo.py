@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `models` is not installed
 
-from models.import_zoo import dequantize, kernel_ops, read_graph  # noqa: E402
+from models.import_zoo import dequantize, kernel_ops, lstm_unit_importance, read_graph  # noqa: E402
 from xnn.ir import QuantParams, TensorSpec  # noqa: E402
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "xnn", "zoo")
@@ -81,3 +81,54 @@ def test_shipped_int8_weights_dequantize_to_their_scale_times_code():
     np.testing.assert_allclose(w, t.data.astype(np.float32) * t.quant.scale.reshape(-1, 1, 1, 1), rtol=1e-6)
     # per-channel symmetric int8: each channel's largest weight sits near 127 steps
     assert np.allclose(np.abs(w).reshape(len(w), -1).max(1) / t.quant.scale, 127, atol=1)
+
+
+class _Var:
+    def __init__(self, a):
+        self.a = np.asarray(a)
+
+    def numpy(self):
+        return self.a
+
+
+class _Cell:
+    """The attributes of models.recognizer.ProjLSTMCell that lstm_unit_importance reads."""
+
+    def __init__(self, k, r, b, p, clip=10.0):
+        self.kernel, self.recurrent_kernel, self.bias, self.projection = map(_Var, (k, r, b, p))
+        self.units, self.cell_clip = p.shape[0], clip
+
+
+def _reference_importance(k, r, b, p, seq, clip):
+    n = p.shape[0]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    tot = np.zeros(n)
+    for x in seq:
+        h, c = np.zeros(p.shape[1]), np.zeros(n)
+        for xt in x:
+            z = xt @ k + h @ r + b
+            c = np.clip(sig(z[n:2 * n]) * c + sig(z[:n]) * np.tanh(z[2 * n:3 * n]), -clip, clip)
+            m = sig(z[3 * n:]) * np.tanh(c)
+            tot += np.abs(m)
+            h = m @ p
+    return tot / (seq.shape[0] * seq.shape[1]) * np.linalg.norm(p, axis=1)
+
+
+def test_lstm_unit_importance_is_mean_cell_output_times_projection_norm():
+    rng = np.random.default_rng(1)
+    f, n, p_ = 6, 5, 3
+    k, r = rng.normal(0, 0.7, (f, 4 * n)), rng.normal(0, 0.7, (p_, 4 * n))
+    b, p = rng.normal(0, 0.3, 4 * n), rng.normal(0, 0.7, (n, p_))
+    seq = rng.normal(0, 1, (4, 7, f))
+    got = lstm_unit_importance(_Cell(k, r, b, p, 0.5), seq)
+    np.testing.assert_allclose(got, _reference_importance(k, r, b, p, seq, 0.5), rtol=1e-10)
+    # a cell whose projection row is zero contributes nothing; without recurrence, a row twice as
+    # long contributes twice as much
+    p2 = p.copy()
+    p2[1] = 0
+    p2[3] *= 2
+    r0 = np.zeros_like(r)
+    base = lstm_unit_importance(_Cell(k, r0, b, p, 0.5), seq)
+    got = lstm_unit_importance(_Cell(k, r0, b, p2, 0.5), seq)
+    assert got[1] == 0 and np.isclose(got[3], 2 * base[3])
+    np.testing.assert_allclose(got[[0, 2, 4]], base[[0, 2, 4]])
