@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -92,17 +91,22 @@ def _keras_kernel(op: str, w: np.ndarray, layer) -> np.ndarray:
     raise ValueError(f"layer {layer.name} ({cls}) meets a {op}")
 
 
-def _fits(layer, op, w) -> bool:
+def _kernel_var(layer):
+    return layer.depthwise_kernel if type(layer).__name__ == "DepthwiseConv2D" else layer.kernel
+
+
+def _fitted(layer, op, w):
+    """The op's kernel in the layer's layout if kind and shape fit the layer, else None (the LSTM:
+    True for an LSTM op)."""
     from .recognizer import RNN_NAME
 
     if layer.name == RNN_NAME:
-        return op == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+        return op == "UNIDIRECTIONAL_SEQUENCE_LSTM" or None
     try:
         k = _keras_kernel(op, w[1], layer)
     except (ValueError, KeyError):
-        return False
-    var = layer.depthwise_kernel if type(layer).__name__ == "DepthwiseConv2D" else layer.kernel
-    return tuple(var.shape) == k.shape
+        return None
+    return k if tuple(_kernel_var(layer).shape) == k.shape else None
 
 
 def _next_layer(layer):
@@ -110,7 +114,7 @@ def _next_layer(layer):
     return nodes[0].outbound_layer if len(nodes) == 1 else None
 
 
-def assign(model, ops, log=print) -> list:
+def assign(model, ops) -> list:
     """Set the model's kernels from `ops` (kernel_ops, graph order); returns [(BN layer, folded bias)]
     for the BNs still to be set (see calibrate_bn)."""
     from .recognizer import RNN_NAME
@@ -121,23 +125,23 @@ def assign(model, ops, log=print) -> list:
         raise SystemExit(f"the file has {len(ops)} ops with weights, the model {len(layers)} layers with "
                          "kernels: not this architecture (check the spec)")
     pending = []
-    used = [False] * len(ops)
+    left = list(range(len(ops)))
     for layer in layers:
         # the first op not yet taken whose kind and kernel shape fit (graph order and Keras layer
         # order agree up to the order of parallel branches, e.g. the detector's two heads)
-        j = next((j for j, (op, w) in enumerate(ops) if not used[j] and _fits(layer, op, w)), None)
-        if j is None:
+        k = j = None
+        for j in left:
+            k = _fitted(layer, *ops[j])
+            if k is not None:
+                break
+        if k is None:
             raise SystemExit(f"layer {layer.name}: no op of the file left with its kind and kernel shape")
-        used[j] = True
-        op, w = ops[j]
+        left.remove(j)
+        w = ops[j][1]
         if layer.name == RNN_NAME:
-            _assign_lstm(layer.cell, op, w)
+            _assign_lstm(layer.cell, w)
             continue
-        k = _keras_kernel(op, w[1], layer)
-        var = layer.depthwise_kernel if type(layer).__name__ == "DepthwiseConv2D" else layer.kernel
-        if tuple(var.shape) != k.shape:
-            raise SystemExit(f"layer {layer.name}: kernel {tuple(var.shape)} but the file has {k.shape}")
-        var.assign(k)
+        _kernel_var(layer).assign(k)
         n_out = k.shape[-1] if type(layer).__name__ != "DepthwiseConv2D" else k.shape[2] * k.shape[3]
         bias = w.get(2, np.zeros(n_out, np.float32))
         nxt = _next_layer(layer)
@@ -151,9 +155,7 @@ def assign(model, ops, log=print) -> list:
     return pending
 
 
-def _assign_lstm(cell, op, w):
-    if op != "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        raise SystemExit(f"the LSTM meets a {op}")
+def _assign_lstm(cell, w):
     for slot in (1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 15, 16):
         if slot not in w:
             raise SystemExit(f"the file's LSTM has no input {slot} (not a projected LSTM without peepholes)")
@@ -297,6 +299,8 @@ def main(argv=None):
         raise SystemExit(f"no spec {spec_path}; name it with --spec")
     spec_text = open(spec_path, encoding="utf-8").read()
     detector = "charset" not in json.loads(spec_text)
+    if (a.logits_rank or a.lstm_units) and detector:
+        raise SystemExit("--logits-rank and --lstm-units are for recognizers")
 
     from .train import _checkpoints, _tensorflow
 
@@ -323,8 +327,6 @@ def main(argv=None):
           flush=True)
     pending = assign(model, ops)
     calibrate_bn(model, pending, xc, batch=8 if detector else 32)
-    if (a.logits_rank or a.lstm_units) and detector:
-        raise SystemExit("--logits-rank and --lstm-units are for recognizers")
     if a.lstm_units:
         spec, model = prune_lstm_units(spec, model, a.lstm_units, xc)
     if a.logits_rank:
@@ -372,4 +374,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main()

@@ -26,9 +26,9 @@ forward and backward with the weight kernels rounded to B-bit uniform codes per 
 (straight-through estimator: the gradient at the rounded weights updates the float ones); validation
 and OUT/final.weights.h5 use the rounded weights, so the export is on the grid that `xnn convert
 --weight-bits B --weight-codec uniform` stores. Usually a short fine-tune (--init) of a trained run,
-or of a shipped model turned back into a run by models.import_zoo. --distill W (recognizer) adds the
-KL divergence from a teacher's per-frame distributions (the float model, --teacher, default --init)
-to the CTC loss.
+or of a shipped model turned back into a run by models.import_zoo. --distill W adds a loss against a
+teacher's outputs (the float model, --teacher, default --init): the KL divergence from its per-frame
+distributions (recognizer), its score map and geometry as soft targets (detector).
 """
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ def _fine_tune_copy(a, spec, spec_cls, data_only=()) -> bool:
         return False
     import shutil
 
-    other = spec_cls.from_json(open(os.path.join(a.init, "spec.json"), encoding="utf-8").read())
+    other = spec_cls.from_json(_spec_json(a.init))
     if {k: v for k, v in other.__dict__.items() if k not in data_only} != \
             {k: v for k, v in spec.__dict__.items() if k not in data_only}:
         raise SystemExit(f"--init {a.init}: its model differs from this spec beyond the training data")
@@ -300,21 +300,33 @@ def _fine_tune_copy(a, spec, spec_cls, data_only=()) -> bool:
 
 # ---- recognizer training -------------------------------------------------------------------------
 
-def _teacher(a, spec, rec, log):
-    """--distill: the teacher's logits model (frozen), from --teacher or --init RUN/final.weights.h5."""
+def _teacher(a, build, log):
+    """--distill: a frozen teacher, build(RUN) loaded from RUN/final.weights.h5 (RUN: --teacher, else
+    --init); None without --distill. `build` checks RUN's spec and builds its model."""
     if not a.distill:
         return None
     run = a.teacher or a.init
     if not run:
         raise SystemExit("--distill needs --teacher RUN or --init RUN")
-    other = rs.RecSpec.from_json(open(os.path.join(run, "spec.json"), encoding="utf-8").read())
-    if (other.charset, other.width) != (spec.charset, spec.width):   # any architecture reading the same
-        raise SystemExit(f"--teacher {run}: another charset or input width than this spec")
-    t = rec.build(other)
+    t = build(run)
     t.load_weights(os.path.join(run, "final.weights.h5"))
     t.trainable = False
     log(f"distillation from {run} (weight {a.distill:g})")
-    return rec.logits_model(t)
+    return t
+
+
+def _spec_json(run):
+    return open(os.path.join(run, "spec.json"), encoding="utf-8").read()
+
+
+def _rec_teacher(spec, rec):
+    """build(RUN) for _teacher: any recognizer reading the same charset at the same input width."""
+    def build(run):
+        other = rs.RecSpec.from_json(_spec_json(run))
+        if (other.charset, other.width) != (spec.charset, spec.width):
+            raise SystemExit(f"--teacher {run}: another charset or input width than this spec")
+        return rec.build(other)
+    return build
 
 
 def train_recognizer(a, log=print):
@@ -357,7 +369,9 @@ def train_recognizer(a, log=print):
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
     to_grid, restore = qat_hooks(tf, model, a, log)
-    teacher = _teacher(a, spec, rec, log)
+    teacher = _teacher(a, _rec_teacher(spec, rec), log)
+    if teacher is not None:
+        teacher = rec.logits_model(teacher)
 
     @tf.function(input_signature=sig)
     def step(x, lab, lens):
@@ -529,17 +543,12 @@ def train_detector(a, log=print):
            tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
 
     to_grid, restore = qat_hooks(tf, model, a, log)
-    teacher = None
-    if a.distill:
-        run = a.teacher or a.init
-        if not run:
-            raise SystemExit("--distill needs --teacher RUN or --init RUN")
-        if dt.DetSpec.from_json(open(os.path.join(run, "spec.json"), encoding="utf-8").read()) != spec:
+    def det_teacher(run):
+        if dt.DetSpec.from_json(_spec_json(run)) != spec:
             raise SystemExit(f"--teacher {run}: its model differs from this spec")
-        teacher = det.build(spec)
-        teacher.load_weights(os.path.join(run, "final.weights.h5"))
-        teacher.trainable = False
-        log(f"distillation from {run} (weight {a.distill:g})")
+        return det.build(spec)
+
+    teacher = _teacher(a, det_teacher, log)
 
     @tf.function(input_signature=sig)
     def step(x, score, mask, geo):
@@ -599,6 +608,13 @@ def train_detector(a, log=print):
     log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
 
 
+def _distill_args(p, what, teacher):
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help=f"add W x {what} (knowledge distillation, e.g. for quantization-aware training; 0: off)")
+    p.add_argument("--teacher", metavar="RUN",
+                   help=f"with --distill: the teacher run (its final.weights.h5; {teacher}; default --init)")
+
+
 def _qat_args(p):
     p.add_argument("--qat-bits", type=int, default=0, metavar="B", choices=range(0, 9),
                    help="quantization-aware training: forward and backward on weight kernels rounded to B-bit "
@@ -640,11 +656,8 @@ def main(argv=None):
                                                  "training data may differ, e.g. --box-jitter)")
     r.add_argument("--until", type=int, default=0, metavar="E",
                    help="stop after epoch E (the learning-rate schedule still spans --epochs; rerun to go on)")
-    r.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="add W x the per-line KL divergence of the teacher's frame distributions to this model's "
-                        "(knowledge distillation, e.g. for quantization-aware training; 0: off)")
-    r.add_argument("--teacher", metavar="RUN",
-                   help="with --distill: the teacher run (its final.weights.h5, same spec; default --init)")
+    _distill_args(r, "the per-line KL divergence of the teacher's frame distributions to this model's",
+                  "any recognizer of the same charset and input width")
     _qat_args(r)
     for k in ("width", "units", "proj", "growth", "stem", "max_label", "logits_rank"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
@@ -685,12 +698,8 @@ def main(argv=None):
     t.add_argument("--units", help="shuffle units at 1/8, 1/16, 1/32, e.g. 1,2,2")
     t.add_argument("--domains", help="comma-separated page domains (default: all)")
     t.add_argument("--init", metavar="RUN", help="fine-tune: start from RUN's last checkpoint (same spec)")
-    t.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="add W x the loss against a teacher's outputs (its score map as soft targets, its "
-                        "geometry where it sees text; knowledge distillation, e.g. for quantization-aware "
-                        "training; 0: off)")
-    t.add_argument("--teacher", metavar="RUN",
-                   help="with --distill: the teacher run (its final.weights.h5, same spec; default --init)")
+    _distill_args(t, "the loss against a teacher's outputs (its score map as soft targets, its geometry "
+                     "where it sees text)", "the same spec")
     _qat_args(t)
     a = ap.parse_args(argv)
     if a.what == "recognizer":
