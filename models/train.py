@@ -544,9 +544,11 @@ def train_detector(a, log=print):
 
     to_grid, restore = qat_hooks(tf, model, a, log)
     def det_teacher(run):
-        if dt.DetSpec.from_json(_spec_json(run)) != spec:
-            raise SystemExit(f"--teacher {run}: its model differs from this spec")
-        return det.build(spec)
+        """any detector of the same input size, stride and targets (d0): a wider one may teach a narrower"""
+        other = dt.DetSpec.from_json(_spec_json(run))
+        if (other.height, other.width, other.stride, other.d0) != (spec.height, spec.width, spec.stride, spec.d0):
+            raise SystemExit(f"--teacher {run}: another input size, stride or d0 than this spec")
+        return det.build(other)
 
     teacher = _teacher(a, det_teacher, log)
 

@@ -99,6 +99,7 @@ CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSP
 LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
 CODECS = ("kmeans", "uniform")
 CODEBOOKS = ("auto", "channel", "tensor")
+ROUNDINGS = ("nearest", "gptq")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class CompressOptions:
     weight_bits_for: tuple = ()  # ((regex, bits), ...): per-tensor bits by tensor name, 0 = exact
     weight_bits_fit: bool = False  # the fewest bits whose codes reproduce a tensor (module doc, step 3)
     coarse_params: bool = False  # bfloat16 weight scales, code parameters and biases (module doc, step 4)
+    rounding: str = "nearest"  # sub-8-bit codes: "nearest" level, or "gptq" (error feedback, xnn.converter.gptq)
 
     def bits_for(self, name: str, size: int):
         """The code width for a weight tensor (None: exact values): the last --weight-bits-for pattern
@@ -149,6 +151,18 @@ class CompressOptions:
                 raise XnnError(f"--low-rank must be a rank (integer >= 1) or an energy fraction in (0, 1), got {r!r}")
         if self.entropy is not None and self.entropy not in ENC_ENTROPY:
             raise XnnError(f"--entropy must be one of {', '.join(ENC_ENTROPY)}, got {self.entropy!r}")
+        if self.rounding not in ROUNDINGS:
+            raise XnnError(f"--weight-rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
+        if self.rounding == "gptq":
+            if not (self.weight_bits or any(b for _, b in self.weight_bits_for)):
+                raise XnnError("--weight-rounding gptq rounds sub-8-bit codes: give --weight-bits B "
+                               "or --weight-bits-for REGEX=B")
+            if self.weight_bits_fit:
+                raise XnnError("--weight-rounding gptq chooses new codes after training; --weight-bits-fit "
+                               "stores the codes a model was trained on: use one of them")
+            if self.prune:
+                raise XnnError("--weight-rounding gptq does not combine with --prune (pruned weights are "
+                               "stored apart from their zeros); use one of them")
         if not (isinstance(self.kmeans_iters, int) and self.kmeans_iters >= 0):
             raise XnnError("kmeans_iters must be a non-negative integer")
         if not (isinstance(self.weight_bits_min_size, int) and self.weight_bits_min_size >= 0):
@@ -441,11 +455,10 @@ class _Values(NamedTuple):
     note: str
 
 
-def _palette(vals, groups, G, bits, dtype, opts, seed) -> _Values:
-    """k-means codebooks for G groups of the stored values (step 3)."""
+def _palette_books(vals, groups, G, bits, dtype, opts, seed) -> np.ndarray:
+    """k-means codebooks [G, 2^bits] (ascending, in the tensor's dtype) for G groups of the values."""
     K = 1 << bits
     books = np.zeros((G, K), dtype)
-    idx = np.zeros(vals.size, np.uint16)
     order = np.argsort(groups, kind="stable")
     bounds = np.searchsorted(groups[order], np.arange(G + 1))
     x64 = vals.astype(np.float64)
@@ -454,18 +467,28 @@ def _palette(vals, groups, G, bits, dtype, opts, seed) -> _Values:
         if sel.size == 0:
             continue
         rng = np.random.default_rng(list(seed) + [gi])
-        c = kmeans_1d(x64[sel], K, rng, opts.kmeans_iters)
-        book = np.sort(_cast_levels(c, dtype))
-        books[gi] = book
-        idx[sel] = nearest(book, x64[sel])
+        books[gi] = np.sort(_cast_levels(kmeans_1d(x64[sel], K, rng, opts.kmeans_iters), dtype))
+    return books
+
+
+def _palette(vals, groups, G, bits, dtype, opts, seed, books=None) -> _Values:
+    """k-means codebooks for G groups of the stored values (step 3); `books`: use these."""
+    if books is None:
+        books = _palette_books(vals, groups, G, bits, dtype, opts, seed)
+    idx = np.zeros(vals.size, np.uint16)
+    x64 = vals.astype(np.float64)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(G + 1))
+    for gi in range(G):
+        sel = order[bounds[gi]:bounds[gi + 1]]
+        if sel.size:
+            idx[sel] = nearest(books[gi], x64[sel])
     return _Values({"values": "palette", "bits": bits}, books.astype(dtype.newbyteorder("<")).tobytes()
                    + pack_uint(idx, bits), f"kmeans{bits}")
 
 
-def _affine_i8(vals, groups, G, bits) -> _Values:
-    """Uniform codes of an int8 tensor: per group int8 lo = min, hi = max and K integer levels between
-    them (xnn_format.affine_i8_levels); each value takes its nearest level (ties: the lower)."""
-    K = 1 << bits
+def _affine_i8_grid(vals, groups, G) -> tuple:
+    """Per group int8 (lo, hi) = (min, max) of the values (0, 0 for an empty group), int64."""
     x = vals.astype(np.int64)
     lo = np.full(G, 127, np.int64)
     hi = np.full(G, -128, np.int64)
@@ -474,6 +497,16 @@ def _affine_i8(vals, groups, G, bits) -> _Values:
     empty = hi < lo
     lo[empty] = 0
     hi[empty] = 0
+    return lo, hi
+
+
+def _affine_i8(vals, groups, G, bits, grid=None) -> _Values:
+    """Uniform codes of an int8 tensor: per group int8 lo = min, hi = max (or `grid` = (lo, hi)) and K
+    integer levels between them (xnn_format.affine_i8_levels); each value takes its nearest level
+    (ties: the lower)."""
+    K = 1 << bits
+    x = vals.astype(np.int64)
+    lo, hi = grid if grid is not None else _affine_i8_grid(vals, groups, G)
     lg, hg = lo[groups], hi[groups]
     # level(q0) <= x <= level(q0 + 1): the nearest is one of the two
     q0 = np.clip(((x - lg) * (K - 1)) // np.maximum(hg - lg, 1), 0, K - 1)
@@ -485,11 +518,9 @@ def _affine_i8(vals, groups, G, bits) -> _Values:
                    params.tobytes() + pack_uint(best.astype(np.uint16), bits), f"uniform{bits}")
 
 
-def _affine(vals, groups, G, bits, dtype, coarse: bool = False) -> _Values:
-    """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)
-    (int8 tensors: _affine_i8). `coarse`: lo and step rounded to bfloat16 first and stored as such."""
-    if dtype == np.int8:
-        return _affine_i8(vals, groups, G, bits)
+def _affine_grid(vals, groups, G, bits, coarse: bool = False) -> tuple:
+    """Per group float32 (lo, step): lo = min, step = (max - lo)/(K - 1) (`coarse`: each rounded
+    to bfloat16 before the next is derived)."""
     K = 1 << bits
     x = vals.astype(np.float64)
     lo = np.zeros(G, np.float64)
@@ -504,9 +535,22 @@ def _affine(vals, groups, G, bits, dtype, coarse: bool = False) -> _Values:
     lo32 = lo.astype(np.float32)
     if coarse:
         lo32 = round_bf16(lo32)
-    step32 = ((hi - lo32.astype(np.float64)) / (K - 1)).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        step32 = ((hi - lo32.astype(np.float64)) / (K - 1)).astype(np.float32)
     if coarse:
         step32 = round_bf16(step32)
+    return lo32, step32
+
+
+def _affine(vals, groups, G, bits, dtype, coarse: bool = False, grid=None) -> _Values:
+    """Uniform codes: per group lo = min, step = (max - lo)/(K - 1), q = round((x - lo)/step)
+    (int8 tensors: _affine_i8). `coarse`: lo and step rounded to bfloat16 first and stored as such.
+    `grid`: these (lo, step) (int8: (lo, hi)) instead."""
+    if dtype == np.int8:
+        return _affine_i8(vals, groups, G, bits, grid)
+    K = 1 << bits
+    x = vals.astype(np.float64)
+    lo32, step32 = grid if grid is not None else _affine_grid(vals, groups, G, bits, coarse)
     s = step32.astype(np.float64)[groups]
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(s > 0, np.rint((x - lo32.astype(np.float64)[groups]) / np.where(s > 0, s, 1)), 0)
@@ -548,10 +592,12 @@ def _output_heads(g: Graph) -> set:
 
 
 def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool, opts: CompressOptions,
-                   progress, label: str, bits=None):
+                   progress, label: str, bits=None, hessian=None):
     """(Encoded or None, decoded array, note) for one (possibly pruned) weight tensor: the smallest
     of dense, sparse (pruned: element or channel mask) and, with weight_bits, coded values; a lossy
-    code only where it is smaller than both lossless forms."""
+    code only where it is smaller than both lossless forms. `hessian` (gptq.collect_hessians, for an
+    unpruned tensor): the codes' levels are chosen with error feedback (gptq.gptq_round) instead of
+    nearest rounding, on the levels plain rounding would have."""
     w = np.asarray(spec.data)
     dt = np.dtype(spec.dtype)
     le = dt.newbyteorder("<")
@@ -596,9 +642,30 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
         if opts.codec == "kmeans":
             _progress(progress, f"  k-means {label}: {Gs} codebook{'s' if Gs != 1 else ''} of {K}, "
                                 f"{m:,} weights")
-            v = _palette(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
+            grid = _palette_books(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
+            levels = grid.astype(np.float64)
+        elif dt == np.int8:
+            grid = _affine_i8_grid(vals, groups, Gs)
+            levels = affine_i8_levels(grid[0][:, None], grid[1][:, None], np.arange(K), bits).astype(np.float64)
         else:
-            v = _affine(vals, groups, Gs, bits, dt, opts.coarse_params)
+            grid = _affine_grid(vals, groups, Gs, bits, opts.coarse_params)
+            levels = grid[0].astype(np.float64)[:, None] + grid[1].astype(np.float64)[:, None] * np.arange(K)
+        rounding = ""
+        if hessian is not None and mask is None and np.all(np.isfinite(levels)):
+            from .gptq import gptq_round
+
+            rows = _channel_rows(w, axis)
+            if hessian.shape[-1] == rows.shape[1] and (hessian.ndim == 2 or hessian.shape[0] == rows.shape[0]):
+                _progress(progress, f"  gptq {label}: {rows.shape[0]} x {rows.shape[1]}")
+                new = _from_channel_rows(gptq_round(rows, hessian, levels), shape, axis)
+                vals = (np.rint(new) if dt == np.int8 else new).astype(dt).reshape(-1)
+                rounding = "gptq "
+        if opts.codec == "kmeans":
+            v = _palette(vals, groups, Gs, bits, dt, opts, [opts.seed, t], books=grid)
+        else:
+            v = _affine(vals, groups, Gs, bits, dt, opts.coarse_params, grid=grid)
+        if v is not None and rounding:
+            v = v._replace(note=rounding + v.note)
         if v is None:  # a range beyond float32
             v = _Values({}, b"", f"uniform{bits} overflows: kept exact")
         desc = {**sel_desc, **v.desc}
@@ -628,6 +695,12 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
 def _channel_rows(w: np.ndarray, axis: int) -> np.ndarray:
     """w as (channels along `axis`, elements per channel), float64."""
     return np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(w.shape[axis], -1)
+
+
+def _from_channel_rows(rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
+    """The inverse of _channel_rows for a tensor of `shape`."""
+    moved = (shape[axis],) + tuple(d for i, d in enumerate(shape) if i != axis)
+    return np.moveaxis(rows.reshape(moved), 0, axis)
 
 
 def _fitted(t, spec, target, kept, pruned, opts, label, cap):
@@ -672,10 +745,13 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 # ---- the pipeline ------------------------------------------------------------------------------
 
-def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
+def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Compressed:
     """Apply the requested steps to the graph an .xnn stores (module docstring). `progress` gets
-    one-line messages for long steps (the CLI prints them to stderr)."""
+    one-line messages for long steps (the CLI prints them to stderr). `feeds`: calibration inputs
+    (one list of arrays per sample), needed by rounding "gptq"."""
     opts.check()
+    if opts.rounding == "gptq" and not feeds:
+        raise XnnError("--weight-rounding gptq needs calibration data: --calib DIR")
     encodings: dict = {}
     notes: dict = {}
     lowrank_done = set()
@@ -721,6 +797,15 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
     # 2-3. pruning and sub-8-bit codes
     if opts.prune or opts.coded:
         targets = [(t, tg) for t, tg in sorted(weight_targets(g).items()) if t not in lowrank_done]
+        hessians = {}
+        if opts.rounding == "gptq":
+            from .gptq import collect_hessians
+
+            coded = {t: tg for t, tg in targets if opts.bits_for(g.tensors[t].name, g.tensors[t].size)}
+            hessians = collect_hessians(g, coded, feeds, progress)
+            for t in coded:
+                if t not in hessians:
+                    notes[t] = "no layer inputs for gptq: nearest rounding"
         heads = _output_heads(g) if opts.prune_channels else set()
         for k, (t, tg) in enumerate(targets):
             spec = g.tensors[t]
@@ -736,7 +821,8 @@ def compress(g: Graph, opts: CompressOptions, progress=None) -> Compressed:
                 spec = g.tensors[t]
             bits = opts.bits_for(spec.name, spec.size)
             got = _fitted(t, spec, tg, kept, prune, opts, label, bits) if opts.weight_bits_fit else None
-            enc, decoded, note = got or _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits)
+            enc, decoded, note = got or _encode_weight(t, spec, tg, kept, prune, opts, progress, label, bits,
+                                                       hessians.get(t))
             if note and t in notes:
                 note = f"{notes[t]}; {note}"
             if decoded is not spec.data:

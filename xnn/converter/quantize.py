@@ -144,13 +144,21 @@ def _sigmoid(x):
 def _lstm_float_stats(g: Graph, node: Node, x: np.ndarray, outputs: bool = False):
     """The ranges the integer LSTM needs that no graph tensor holds, from a float64 NumPy LSTM run
     on its recorded input x: {"c": max |c_t|, "m": [min, max] of the hidden m_t = o·tanh(c_t)}
-    over all steps (gates i, f, g, o; c = f·c + i·g clipped to cell_clip). With projection the
-    state fed back (and output) is h_t = clip(Wp·m_t + bp, proj_clip), without it h_t = m_t.
-    outputs=True: (stats, the output sequence [batch, time, n_output])."""
+    over all steps (lstm_float_run). outputs=True: (stats, the output sequence [batch, time, n_output])."""
     w = [None if t < 0 else (None if g.tensors[t].data is None else np.asarray(g.tensors[t].data, np.float64))
          for t in node.inputs]
-    w += [None] * (24 - len(w))
-    opt = node.options
+    stats, seq = lstm_float_run(w, node.options, x, sequences=outputs)
+    return (stats, seq["h"]) if outputs else stats
+
+
+def lstm_float_run(w: list, opt: dict, x: np.ndarray, sequences: bool = False):
+    """A float64 NumPy run of UNIDIRECTIONAL_SEQUENCE_LSTM with real-valued weights w (by input slot,
+    None where absent) on its input x (gates i, f, g, o; c = f·c + i·g clipped to cell_clip; with
+    projection the state fed back (and output) is h_t = clip(Wp·m_t + bp, proj_clip), without it
+    h_t = m_t). Returns (stats, seq): stats {"c": max |c_t|, "m": [min, max] of m_t} over all steps;
+    with `sequences` seq = {"h": outputs, "h_prev": the state each step reads (zeros first), "m": the
+    hidden m_t}, each [batch, time, n] (time-major when the op is), else None."""
+    w = list(w) + [None] * (24 - len(w))
     tm = bool(opt.get("time_major", False))
     x = np.asarray(np.swapaxes(x, 0, 1) if tm else x, np.float64)  # -> [batch, time, features]
     B, T = x.shape[:2]
@@ -161,8 +169,10 @@ def _lstm_float_stats(g: Graph, node: Node, x: np.ndarray, outputs: bool = False
     pclip = float(opt.get("proj_clip", 0.0) or 0.0)
     wp, bp = w[16], w[17]
     cmax, mlo, mhi = 0.0, math.inf, -math.inf
-    ys = []
+    hs, hp, ms = [], [], []
     for t in range(T):
+        if sequences:
+            hp.append(h)
         a = [x[:, t] @ w[1 + k].T + h @ w[5 + k].T + (w[12 + k] if w[12 + k] is not None else 0.0)
              for k in range(4)]
         i, f, gg, o = _sigmoid(a[0]), _sigmoid(a[1]), np.tanh(a[2]), _sigmoid(a[3])
@@ -178,13 +188,18 @@ def _lstm_float_stats(g: Graph, node: Node, x: np.ndarray, outputs: bool = False
             h = m @ wp.T + (bp if bp is not None else 0.0)
             if pclip > 0:
                 h = np.clip(h, -pclip, pclip)
-        if outputs:
-            ys.append(h)
+        if sequences:
+            hs.append(h)
+            ms.append(m)
     stats = {"c": cmax, "m": [mlo, mhi] if T else [0.0, 0.0]}
-    if not outputs:
-        return stats
-    y = np.stack(ys, axis=1) if ys else np.zeros((B, 0, h.shape[1]))
-    return stats, (np.swapaxes(y, 0, 1) if tm else y)
+    if not sequences:
+        return stats, None
+
+    def stack(v, n):
+        y = np.stack(v, axis=1) if v else np.zeros((B, 0, n))
+        return np.swapaxes(y, 0, 1) if tm else y
+
+    return stats, {"h": stack(hs, h.shape[1]), "h_prev": stack(hp, h.shape[1]), "m": stack(ms, nc)}
 
 
 def _merge_lstm_stats(acc: dict, s: dict) -> dict:
