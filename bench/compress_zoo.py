@@ -35,6 +35,8 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     fit / ufit   --weight-bits-fit (ufit: and --weight-codec uniform): QAT'd models
     keepN     --weight-bits-min-size N: weight tensors with fewer than N elements keep exact values
     coarse    --coarse-params: bfloat16 weight scales, code parameters and biases
+    gptqN     --weight-rounding gptq on N calibration lines/pages (CALIB_SEED, written to
+              OUT/<model>/calib_N/x.npy for the printed command): post-training codes with error feedback
     bits[REGEX]=B   --weight-bits-for 'REGEX=B' (B 0..8 or exact; repeatable, last match wins),
               e.g. "int8:w4+tensor+keep1024+bits[^lstm/]=2+lzma"
 e.g. "int8:p0.5+w3+lzma" = `xnn convert NAME_int8.tflite --prune 0.5 --weight-bits 3 --entropy lzma`.
@@ -107,6 +109,9 @@ def parse_setting(text: str):
             elif tok == "coarse":  # --coarse-params
                 kw["coarse_params"] = True
                 flags += ["--coarse-params"]
+            elif tok.startswith("gptq"):  # --weight-rounding gptq on N calibration samples
+                kw["rounding"], kw["calib_n"] = "gptq", int(tok[4:])
+                flags += ["--weight-rounding", "gptq", "--calib", "{calib}", "--calib-limit", tok[4:]]
             elif tok in ("ch", "tensor"):
                 kw["codebook"] = {"ch": "channel"}.get(tok, tok)
                 flags += ["--codebook", kw["codebook"]]
@@ -192,19 +197,21 @@ def keep_exact(g, comp, tensors, entropy):
     return Compressed(graph, enc, notes, comp.header_compressed)
 
 
-def compress_graph(g, kw: dict, only=None):
+def compress_graph(g, kw: dict, only=None, feeds=None):
     """The bytes of g compressed with the setting `kw` (CompressOptions fields, plus keep_below);
-    `only`: a set of weight tensors the lossy steps may touch (all others kept exact)."""
+    `only`: a set of weight tensors the lossy steps may touch (all others kept exact); `feeds`:
+    calibration inputs for rounding gptq."""
     from xnn.converter.compress import CompressOptions, compress, weight_targets
     from xnn.converter.xnn_format import write_xnn
     from xnn.interpreter import check_graph
 
     kw = dict(kw)
     keep_below = kw.pop("keep_below", 0)
+    kw.pop("calib_n", None)
     opts = CompressOptions(**kw).check()
     if not opts.active:
         return write_xnn(g)
-    comp = compress(g, opts)
+    comp = compress(g, opts, feeds=feeds)
     check_graph(comp.graph)
     targets = weight_targets(g)
     keep = {t for t in targets if g.tensors[t].size < keep_below}
@@ -217,13 +224,13 @@ def compress_graph(g, kw: dict, only=None):
     return comp.to_bytes()
 
 
-def convert(src: str, dst: str, kw: dict) -> dict:
+def convert(src: str, dst: str, kw: dict, feeds=None) -> dict:
     """What `xnn convert src -o dst FLAGS` writes, done in-process; returns timing and size."""
     from xnn.converter.xnn_format import read_xnn, write_file
 
     t0 = time.perf_counter()
     g = source_graph(src)
-    data = compress_graph(g, kw)
+    data = compress_graph(g, kw, feeds=feeds)
     read_xnn(data)
     write_file(dst, data)
     return {"bytes": len(data), "convert_s": round(time.perf_counter() - t0, 2)}
@@ -324,6 +331,10 @@ class RecTask:
         self.sample = rs.to_input(self.x[:1])
         self.ref_ok = None
 
+    def calib(self, n):
+        """n calibration lines (CALIB_SEED, never held out), as model input [n, 32, W, 1]."""
+        return self.rs.to_input(self.rs.render_set(self.spec, n, self.rs.CALIB_SEED)[0])
+
     def score(self, path, baseline=False, limit=None):
         x, truth = self.x[:limit], self.truth[:limit]
         acc, preds, _, _ = self.ev.recognizer_accuracy(path, self.spec, x, truth)
@@ -354,6 +365,10 @@ class DetTask:
         self.sample = dt.to_input(self.pages[0][1][None])
         self.ref_ok = None
 
+    def calib(self, n):
+        """n calibration pages (CALIB_SEED, never held out), as model input [n, H, W, 1]."""
+        return self.dt.to_input(self.dt.render_set(self.spec, n, self.dt.CALIB_SEED)[0])
+
     def score(self, path, baseline=False, limit=None):
         decs = ("lines", "detect") if baseline else ("lines",)
         res = self.ev.detector_accuracy(path, self.spec, self.pages[:limit], decs)
@@ -368,6 +383,27 @@ class DetTask:
 
     def fmt(self, r):
         return f"F {r['f']:.4f} (P {r['precision']:.4f} R {r['recall']:.4f})"
+
+
+_CALIB: dict = {}
+
+
+def calibration(task, out_dir: str, n: int, model: str):
+    """(feeds for `model`, the folder holding them as x.npy) for n calibration items of the task,
+    rendered once per model folder and count."""
+    from xnn.converter.compress import load_calibration
+
+    cdir = os.path.join(out_dir, f"calib_{n}")
+    if cdir not in _CALIB:
+        os.makedirs(cdir, exist_ok=True)
+        t0 = time.time()
+        np.save(os.path.join(cdir, "x.npy"), task.calib(n))
+        log(f"  {n} calibration items rendered to {os.path.relpath(cdir, ROOT)} ({time.time() - t0:.1f} s)")
+        _CALIB[cdir] = True
+    import xnn
+
+    details = xnn.Interpreter(model_path=model).get_input_details()
+    return load_calibration(cdir, details, limit=n), cdir
 
 
 def run_model(folder: str, args, settings: list) -> dict:
@@ -416,7 +452,11 @@ def run_model(folder: str, args, settings: list) -> dict:
     for s in settings:
         source, kw, flags = parse_setting(s)
         path = os.path.join(out_dir, re.sub(r"[^A-Za-z0-9._-]+", "_", s)[:120] + ".xnn")
-        info = convert(src[source], path, kw)
+        feeds = None
+        if kw.get("calib_n"):
+            feeds, cdir = calibration(task, out_dir, kw["calib_n"], src[source])
+            flags = [f.replace("{calib}", os.path.relpath(cdir, ROOT)) for f in flags]
+        info = convert(src[source], path, kw, feeds)
         info["anatomy"] = anatomy(path)
         info["kw"] = kw
         add(s, source, path, flags, info)
@@ -442,9 +482,10 @@ def sensitivity(task, src: dict, setting: str, out_dir: str, limit: int) -> dict
 
     source, kw, _ = parse_setting(setting)
     kw.pop("keep_below", None)
+    n = kw.pop("calib_n", 0)
     opts = CompressOptions(**kw).check()
     g = source_graph(src[source])
-    comp = compress(g, opts)
+    comp = compress(g, opts, feeds=calibration(task, out_dir, n, src[source])[0] if n else None)
     targets = weight_targets(g)
     live = set(weight_targets(comp.graph))
     path = os.path.join(out_dir, "_sensitivity.xnn")
