@@ -268,3 +268,17 @@ def test_cli_gptq(tmp_path):
     assert notes
     y = xnn.Interpreter(model_path=str(tmp_path / "a.xnn"))
     assert y.get_input_details()[0]["shape"].tolist() == list(g.tensors[g.inputs[0]].shape)
+
+
+def test_bench_setting_token():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:0] = [os.path.join(root, "bench")]
+    try:
+        import compress_zoo
+    finally:
+        sys.path.pop(0)
+    source, kw, flags = compress_zoo.parse_setting("int8:u4+coarse+gptq64+lzma")
+    assert source == "int8" and kw["rounding"] == "gptq" and kw["calib_n"] == 64
+    assert " ".join(flags).count("--weight-rounding gptq --calib {calib} --calib-limit 64") == 1
+    with pytest.raises(SystemExit, match="gptqx"):
+        compress_zoo.parse_setting("int8:u4+gptqx")
