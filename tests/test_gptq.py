@@ -16,7 +16,7 @@ import xnn
 from xnn import XnnError
 from xnn.converter.compress import (CompressOptions, _channel_rows, compress, output_error, random_feeds,
                                     weight_targets)
-from xnn.converter.gptq import DAMP, collect_hessians, gptq_round, patches
+from xnn.converter.gptq import DAMP, _bands, collect_hessians, gptq_round, patches
 from xnn.converter.quantize import lstm_float_run
 from xnn.converter.tflite_reader import read_tflite
 from xnn.converter.xnn_format import graph_for_xnn, read_header, read_xnn, write_xnn
@@ -145,6 +145,21 @@ def test_patches_times_the_kernel_is_litert_conv(padding, stride, dil):
                          [spec("y", (1, oh, ow, 4), np.float32)], opts)
     (y,) = run_litert(model, [x])
     np.testing.assert_allclose(got.reshape(y.shape), y, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 9), st.sampled_from([0, 1]), st.integers(1, 3), st.integers(1, 2),
+       st.integers(1, 400))
+def test_bands_cover_the_patches_once(h, w, padding, stride, dil, budget):
+    x = np.random.default_rng(h * 31 + w).normal(size=(2, h, w, 2))
+    opts = {"padding": padding, "stride_h": stride, "stride_w": stride, "dilation_h_factor": dil,
+            "dilation_w_factor": dil}
+    full = patches(x, 3, 2, opts)
+    bands = list(_bands(x, 3, 2, opts, budget=budget))
+    got = np.concatenate(bands) if bands else np.zeros((0, 6, 2))
+    assert got.shape == full.shape
+    g2, f2 = got.reshape(len(got), 12), full.reshape(len(full), 12)
+    np.testing.assert_allclose(g2.T @ g2, f2.T @ f2, atol=1e-9)  # the same rows, in another order
 
 
 def _inputs_seen(g, feeds, tensors):

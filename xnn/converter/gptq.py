@@ -62,9 +62,10 @@ def _same_pad(n: int, k: int, stride: int, dil: int) -> tuple:
     return out, total // 2, total - total // 2
 
 
-def patches(x: np.ndarray, kh: int, kw: int, opt: dict) -> np.ndarray:
+def patches(x: np.ndarray, kh: int, kw: int, opt: dict, rows=None) -> np.ndarray:
     """The receptive fields of a conv over x [B, H, W, C]: [B·OH·OW, kh·kw, C] (TFLite padding
-    0 = SAME, 1 = VALID; strides and dilations from the op's options)."""
+    0 = SAME, 1 = VALID; strides and dilations from the op's options); `rows` = (r0, r1): only those
+    output rows."""
     sh, sw = int(opt.get("stride_h", 1)), int(opt.get("stride_w", 1))
     dh, dw = int(opt.get("dilation_h_factor", 1)), int(opt.get("dilation_w_factor", 1))
     B, H, W, C = x.shape
@@ -74,11 +75,23 @@ def patches(x: np.ndarray, kh: int, kw: int, opt: dict) -> np.ndarray:
         x = np.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
     else:
         oh, ow = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
-    if oh <= 0 or ow <= 0:
+    r0, r1 = (0, oh) if rows is None else (max(rows[0], 0), min(rows[1], oh))
+    if r1 <= r0 or ow <= 0:
         return np.zeros((0, kh * kw, C))
-    cols = [x[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
+    cols = [x[:, i * dh + sh * r0:i * dh + sh * (r1 - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
             for i in range(kh) for j in range(kw)]
     return np.stack(cols, axis=3).reshape(-1, kh * kw, C)
+
+
+def _bands(x: np.ndarray, kh: int, kw: int, opt: dict, budget: int = 1 << 22):
+    """patches() in bands of output rows, each about `budget` elements at most (big feature maps)."""
+    per_row = max(1, x.shape[0] * x.shape[2] * kh * kw * x.shape[3])
+    step = max(1, budget // per_row)
+    for r0 in range(0, x.shape[1] + kh * int(opt.get("dilation_h_factor", 1)), step):
+        band = patches(x, kh, kw, opt, (r0, r0 + step))
+        if len(band) == 0:
+            break
+        yield band
 
 
 def _lstm_weights(g: Graph, node) -> list:
@@ -133,20 +146,20 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
                 for t in ts:
                     O, kh, kw, cg = g.tensors[t].shape
                     groups = x.shape[3] // cg
-                    r = patches(x, kh, kw, node.options)
-                    if groups == 1:
-                        r = r.reshape(-1, kh * kw * cg)
-                        add((t, p), r.T @ r)
-                    else:  # group conv: output channel o reads input group o // (O / groups)
-                        r = r.reshape(len(r), kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, len(r), -1)
-                        add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0))
+                    for r in _bands(x, kh, kw, node.options):
+                        if groups == 1:
+                            r = r.reshape(-1, kh * kw * cg)
+                            add((t, p), r.T @ r)
+                        else:  # group conv: output channel o reads input group o // (O / groups)
+                            r = r.reshape(len(r), kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, len(r), -1)
+                            add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0))
             elif node.op == "DEPTHWISE_CONV_2D":
                 for t in ts:
                     _, kh, kw, C = g.tensors[t].shape
                     if C != x.shape[3]:  # depth multiplier > 1: channel c reads input c // m
                         x = np.repeat(x, C // x.shape[3], axis=3)
-                    r = patches(x, kh, kw, node.options)
-                    add((t, p), np.einsum("nkc,nlc->ckl", r, r))
+                    for r in _bands(x, kh, kw, node.options):
+                        add((t, p), np.einsum("nkc,nlc->ckl", r, r))
             else:  # LSTM
                 _, seq = lstm_float_run(lstm_w[p], node.options, x, sequences=True)
                 seq["x"] = x
