@@ -50,3 +50,21 @@ def test_chinese_id_text_model_is_a_compressed_xnn_under_1mb():
     y = it(x)[0][0]
     assert y.shape == (s["frames"], len(s["charset"]) + 1)
     np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-4)
+
+
+def test_an_int8_xnn_finds_its_spec(tmp_path):
+    """A model shipped as NAME_int8.xnn (the engine prefers it over NAME_int8.tflite) reads NAME.json."""
+    import shutil
+    import subprocess
+    import sys
+
+    from xnn.ocr.engine import _load_spec
+
+    out = tmp_path / "detector_int8.xnn"
+    r = subprocess.run([sys.executable, "-m", "xnn.cli", "convert", zoo.path("detector_int8.tflite"), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(xnn.XnnError, match="no JSON spec"):
+        _load_spec(str(out), None)
+    shutil.copy(zoo.path("detector.json"), tmp_path / "detector.json")
+    assert _load_spec(str(out), None) == zoo.spec("detector")

@@ -24,7 +24,7 @@ FLOOR = 1e-6  # probability floor of the recognizers' outputs (see Recognizer.lo
 def _load_spec(model_path: str, spec_path: str | None) -> dict:
     if spec_path is None:
         base = os.path.basename(model_path)
-        for suffix in ("_int8.tflite", "_float.tflite", ".tflite", ".xnn"):
+        for suffix in ("_int8.tflite", "_float.tflite", ".tflite", "_int8.xnn", ".xnn"):
             if base.endswith(suffix):
                 spec_path = os.path.join(os.path.dirname(model_path), base[: -len(suffix)] + ".json")
                 break

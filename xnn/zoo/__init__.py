@@ -2,7 +2,8 @@
 input width, blank index; detector: input size, stride). How each was trained, exported and
 evaluated, and its held-out accuracy, is in models/README.md; xnn.ocr.Reader loads them by name.
 
-- detector: text-line detector for all domains (320x480 gray page -> score, box and angle maps).
+- detector: text-line detector for all domains (320x480 gray page -> score, box and angle maps);
+  since session 12 the narrower one (widths 16-96, FPN 32) distilled from the first detector.
 - card_number: bank-card number lines (digits + space).
 - meter_reading: gas/water meter registers (digits).
 - plate_plate: mainland China licence plates (province characters, letters, digits, 警/学).
