@@ -50,6 +50,9 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    - "uniform": per channel, lo = min, step = (max - lo)/(K - 1), q = round((w - lo)/step) and the
      value float32(lo + step·q), stored as (lo, step) per channel; int8 tensors store int8 (lo, hi)
      and K integer levels between them (each weight takes its nearest level).
+   With `rounding` "gptq" (and calibration feeds) each channel keeps these levels but its weights
+   are assigned to them with error feedback on the layer's calibration inputs (xnn.converter.gptq)
+   instead of each taking its nearest level.
    A coded tensor keeps its original (lossless) form where coding would not make it smaller.
    Per tensor (`bits_for`): tensors with fewer than `weight_bits_min_size` elements keep exact
    values; `weight_bits_for` ((regex, B), ...) overrides the width for tensors whose name matches
