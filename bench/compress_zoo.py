@@ -385,7 +385,7 @@ class DetTask:
         return f"F {r['f']:.4f} (P {r['precision']:.4f} R {r['recall']:.4f})"
 
 
-_CALIB: dict = {}
+_CALIB: set = set()  # calibration folders rendered in this process
 
 
 def calibration(task, out_dir: str, n: int, model: str):
@@ -399,7 +399,7 @@ def calibration(task, out_dir: str, n: int, model: str):
         t0 = time.time()
         np.save(os.path.join(cdir, "x.npy"), task.calib(n))
         log(f"  {n} calibration items rendered to {os.path.relpath(cdir, ROOT)} ({time.time() - t0:.1f} s)")
-        _CALIB[cdir] = True
+        _CALIB.add(cdir)
     import xnn
 
     details = xnn.Interpreter(model_path=model).get_input_details()

@@ -569,6 +569,17 @@ def _affine(vals, groups, G, bits, dtype, coarse: bool = False, grid=None) -> _V
     return _Values({"values": "affine", "bits": bits}, params.tobytes() + pack_uint(q, bits), f"uniform{bits}")
 
 
+def _code_levels(grid, codec: str, dtype: np.dtype, bits: int) -> np.ndarray:
+    """[groups, 2^bits] float64: every value a group's codes can decode to, ascending, from the grid
+    _palette_books / _affine_i8_grid / _affine_grid chose (what gptq rounding picks from)."""
+    if codec == "kmeans":
+        return np.asarray(grid, np.float64)
+    k = np.arange(1 << bits)
+    if dtype == np.int8:
+        return affine_i8_levels(grid[0][:, None], grid[1][:, None], k, bits).astype(np.float64)
+    return grid[0].astype(np.float64)[:, None] + grid[1].astype(np.float64)[:, None] * k
+
+
 def _output_heads(g: Graph) -> set:
     """Positions of the weighted nodes (conv, FC, LSTM) whose output reaches a graph output through
     weight-free ops only: pruning their output channels would zero classes or output maps."""
@@ -646,21 +657,20 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
             _progress(progress, f"  k-means {label}: {Gs} codebook{'s' if Gs != 1 else ''} of {K}, "
                                 f"{m:,} weights")
             grid = _palette_books(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
-            levels = grid.astype(np.float64)
         elif dt == np.int8:
             grid = _affine_i8_grid(vals, groups, Gs)
-            levels = affine_i8_levels(grid[0][:, None], grid[1][:, None], np.arange(K), bits).astype(np.float64)
         else:
             grid = _affine_grid(vals, groups, Gs, bits, opts.coarse_params)
-            levels = grid[0].astype(np.float64)[:, None] + grid[1].astype(np.float64)[:, None] * np.arange(K)
         rounding = ""
-        if hessian is not None and mask is None and np.all(np.isfinite(levels)):
-            from .gptq import gptq_round
+        C = shape[axis]
+        if (hessian is not None and mask is None and hessian.shape[-1] == n // max(C, 1)
+                and (hessian.ndim == 2 or hessian.shape[0] == C)):
+            levels = _code_levels(grid, opts.codec, dt, bits)
+            if np.all(np.isfinite(levels)):
+                from .gptq import gptq_round
 
-            rows = _channel_rows(w, axis)
-            if hessian.shape[-1] == rows.shape[1] and (hessian.ndim == 2 or hessian.shape[0] == rows.shape[0]):
-                _progress(progress, f"  gptq {label}: {rows.shape[0]} x {rows.shape[1]}")
-                new = _from_channel_rows(gptq_round(rows, hessian, levels), shape, axis)
+                _progress(progress, f"  gptq {label}: {C} x {n // C}")
+                new = _from_channel_rows(gptq_round(_channel_rows(w, axis), hessian, levels), shape, axis)
                 vals = (np.rint(new) if dt == np.int8 else new).astype(dt).reshape(-1)
                 rounding = "gptq "
         if opts.codec == "kmeans":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import XnnError
 from ..ir import Graph
 
 DAMP = 0.01  # fraction of H's mean diagonal added to its diagonal
@@ -87,11 +86,10 @@ def _bands(x: np.ndarray, kh: int, kw: int, opt: dict, budget: int = 1 << 22):
     """patches() in bands of output rows, each about `budget` elements at most (big feature maps)."""
     per_row = max(1, x.shape[0] * x.shape[2] * kh * kw * x.shape[3])
     step = max(1, budget // per_row)
-    for r0 in range(0, x.shape[1] + kh * int(opt.get("dilation_h_factor", 1)), step):
+    for r0 in range(0, x.shape[1], step):  # a conv has at most as many output rows as input rows
         band = patches(x, kh, kw, opt, (r0, r0 + step))
-        if len(band) == 0:
-            break
-        yield band
+        if len(band):
+            yield band
 
 
 def _lstm_weights(g: Graph, node) -> list:
@@ -102,9 +100,9 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
     """{weight tensor: H} for the targets (compress.weight_targets) this module can serve: H is
     [n, n] over a channel's n inputs in the order of the tensor's channel rows (compress._channel_rows),
     or [C, k, k] for a depthwise kernel (one per channel). Runs the graph over the calibration feeds."""
-    from .quantize import _interpreter_for, lstm_float_run
+    from .quantize import _interpreter_for, lstm_float_run, run_feed
 
-    want = {}  # node position -> [(slot, weight tensor)]
+    want = {}  # node position -> [weight tensors it reads]
     for t, tg in targets.items():
         for p in tg.readers:
             node = g.nodes[p]
@@ -123,17 +121,7 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
 
     lstm_w = {p: _lstm_weights(g, g.nodes[p]) for p in want if g.nodes[p].op == LSTM}
     for k, feed in enumerate(feeds):
-        if len(feed) != len(g.inputs):
-            raise XnnError(f"calibration sample {k} has {len(feed)} inputs, the model takes {len(g.inputs)}")
-        it.reset_all_variables()
-        for t, x in zip(g.inputs, feed):
-            spec = g.tensors[t]
-            x = np.asarray(x)
-            if tuple(x.shape) != tuple(spec.shape):
-                raise XnnError(f"calibration sample {k}: input '{spec.name}' has shape {list(x.shape)}, "
-                               f"the model takes {list(spec.shape)}")
-            it.set_tensor(t, x.astype(spec.dtype))
-        it.invoke()
+        run_feed(it, g, k, feed)
         for p, ts in want.items():
             node = g.nodes[p]
             x = _real(g, node.inputs[0], it._arrays[node.inputs[0]])
@@ -173,11 +161,10 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
         if progress is not None:
             progress(f"  gptq calibration {k + 1}/{len(feeds)}")
     out: dict = {}
-    for (t, p), h in sums.items():
-        if t in out and out[t].shape != h.shape:
-            out[t] = None  # readers with different inputs: plain rounding
-        elif out.get(t, 0) is not None:
-            out[t] = out.get(t, 0) + h
+    for (t, _), h in sums.items():
+        prev = out.get(t, 0.0)
+        # readers with inputs of different sizes: plain rounding (None)
+        out[t] = None if prev is None or (t in out and prev.shape != h.shape) else prev + h
     return {t: h for t, h in out.items() if h is not None and np.all(np.isfinite(h))}
 
 

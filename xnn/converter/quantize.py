@@ -137,6 +137,22 @@ def _interpreter_for(g: Graph):
     return Interpreter(graph=g, num_threads=1)
 
 
+def run_feed(it, g: Graph, k: int, feed) -> None:
+    """Run calibration sample k (one array per graph input, shapes checked) through `it`, an
+    Interpreter over g, from reset state."""
+    if len(feed) != len(g.inputs):
+        raise XnnError(f"calibration sample {k} has {len(feed)} inputs, the model takes {len(g.inputs)}")
+    it.reset_all_variables()
+    for t, x in zip(g.inputs, feed):
+        x = np.asarray(x)
+        spec = g.tensors[t]
+        if tuple(x.shape) != tuple(spec.shape):
+            raise XnnError(f"calibration sample {k}: input '{spec.name}' has shape {list(x.shape)}, "
+                           f"the model takes {list(spec.shape)}")
+        it.set_tensor(t, x.astype(spec.dtype))
+    it.invoke()
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -218,17 +234,7 @@ def calibrate(g: Graph, feeds: list, progress=None) -> tuple:
     cells = {}
     lstms = [(p, n) for p, n in enumerate(g.nodes) if n.op == LSTM]
     for k, feed in enumerate(feeds):
-        if len(feed) != len(g.inputs):
-            raise XnnError(f"calibration sample {k} has {len(feed)} inputs, the model takes {len(g.inputs)}")
-        it.reset_all_variables()
-        for t, x in zip(g.inputs, feed):
-            x = np.asarray(x)
-            spec = g.tensors[t]
-            if tuple(x.shape) != tuple(spec.shape):
-                raise XnnError(f"calibration sample {k}: input '{spec.name}' has shape {list(x.shape)}, "
-                               f"the model takes {list(spec.shape)}")
-            it.set_tensor(t, x.astype(spec.dtype))
-        it.invoke()
+        run_feed(it, g, k, feed)
         for t in acts:
             y = it._arrays[t]
             if y.size == 0:
