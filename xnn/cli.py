@@ -637,9 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "--weight-codec uniform parameters and the conv/FC biases (int8 biases re-quantized "
                          "to the rounded scales): a few KB less where a model has many small channels; "
                          "check the result with --report --calib DIR")
-    cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma"),
+    cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma", "ans"),
                     help="entropy-code each stored tensor and the header (zlib by default); such tensors are "
-                         "decoded at load instead of memory-mapped")
+                         "decoded at load instead of memory-mapped. ans: lzma, and the --weight-bits codes "
+                         "with a range-ANS coder fitted to each tensor's code frequencies (~10%% smaller "
+                         "than lzma at 3 bits; .xnn format 6)")
     cg.add_argument("--quantize", choices=("int8",),
                     help="post-training full-integer int8 quantization of a float model, calibrated on "
                          "--calib DIR (per-channel weights, integer LSTM)")

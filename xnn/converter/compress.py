@@ -80,7 +80,10 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    scales are per tensor: nothing to save). The int8 model is still run by the same exact integer
    kernels; it is a slightly different int8 model, so check it (`--report` with `--calib`).
 5. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
-   are deflated when that makes them smaller, and the JSON header is stored zlib-compressed.
+   are deflated when that makes them smaller, and the JSON header is stored compressed. "ans":
+   lzma, except that the B-bit indices of palette/affine weights get an order-0 rANS coder with the
+   tensor's own symbol frequencies (xnn/converter/ans.py) wherever that is smaller: LZMA reads
+   bytes and stays ~10% above the entropy of 3-, 5-, 6- or 7-bit codes that straddle them.
    Such a tensor is inflated into a new array at load: it is no longer memory-mapped zero-copy.
 """
 from __future__ import annotations
@@ -95,8 +98,8 @@ import numpy as np
 
 from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
-from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate,
-                         f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
+from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate, deflate_ans,
+                         enc_layout, f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
 
 CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
@@ -114,7 +117,7 @@ class CompressOptions:
     codec: str = "kmeans"  # "kmeans" | "uniform"
     codebook: str = "auto"  # kmeans codebooks: "channel" | "tensor" | "auto"
     low_rank: float | None = None  # rank (int >= 1) or retained energy fraction in (0, 1)
-    entropy: str | None = None  # "zlib" | "lzma"
+    entropy: str | None = None  # "zlib" | "lzma" | "ans"
     kmeans_iters: int = 30
     seed: int = 0
     weight_bits_min_size: int = 0  # weight tensors with fewer elements keep their exact values
@@ -850,6 +853,7 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
         g, encodings, notes = _coarse_params(g, encodings, notes, progress)
 
     # 5. entropy coding of every constant's stored bytes
+    byte_codec = "lzma" if opts.entropy == "ans" else opts.entropy  # header, scales, other tensors
     if opts.entropy:
         used = set()
         for node in g.nodes:
@@ -862,11 +866,16 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
                 desc, payload = encodings[t]
             else:
                 desc, payload = {}, np.ascontiguousarray(spec.data, dt.newbyteorder("<")).tobytes()
-            z = deflate(opts.entropy, payload)
+            codec = byte_codec
+            z = deflate(byte_codec, payload)
+            if opts.entropy == "ans" and "bits" in desc:  # weight codes: the smaller of ans and lzma
+                za = deflate_ans(enc_layout(desc, tuple(spec.shape), dt, spec.name), payload)
+                if len(za) < len(z):
+                    codec, z = "ans", za
             if len(z) < len(payload):
-                encodings[t] = Encoded({**desc, "entropy": opts.entropy, "size": len(payload)}, z)
-                notes[t] = (notes.get(t, "") + f" {opts.entropy}").strip()
-    return Compressed(g, encodings, notes, opts.entropy or False)
+                encodings[t] = Encoded({**desc, "entropy": codec, "size": len(payload)}, z)
+                notes[t] = (notes.get(t, "") + f" {codec}").strip()
+    return Compressed(g, encodings, notes, byte_codec or False)
 
 
 # (input, weights, bias) positions of the ops whose int8 bias scale is s_input·s_weights

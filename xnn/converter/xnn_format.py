@@ -42,7 +42,7 @@ error; each is allowed only where it has a meaning):
     "entropy": "zlib" | "lzma"   the stored bytes are a zlib stream / a raw LZMA2 stream (dictionary
                                  size clamp(next power of two >= size, 4 KiB, 8 MiB)) that inflates
                                  to exactly "size" bytes, the payload; absent: the stored bytes are
-                                 the payload
+                                 the payload; "ans": see format version 6
     "size": int                  the payload length; required with "entropy", and equal to the
                                  length the keys below imply (checked before anything is inflated)
     "layout": "dense" | "mask" | "channels"   which elements are stored (default "dense": all)
@@ -105,6 +105,13 @@ Format version 5 (bfloat16; written by `xnn convert --coarse-params`):
   - "params": "bfloat16" for "affine" values of float16/float32 tensors: G pairs (lo, step) of
     bfloat16 (4 bytes per group), widened to float32 and then used exactly as float32 pairs.
   These keys in a file of an older version are an error.
+Format version 6 (`xnn convert --entropy ans`):
+  - "entropy": "ans" for "palette" / "affine" values only: the payload (the same bytes "lzma" would
+    inflate to, so "size" and every layout check are unchanged) is stored as uint32 P, an LZMA2
+    stream of P bytes holding the payload before the packed indices (selection and code parameters;
+    P = 0 when that part is empty), then the m indices coded with order-0 rANS: 2^bits uint16 symbol
+    frequencies summing to 2^14, the uint32 final coder state, the byte stream. The coder, its
+    checks and why: xnn/converter/ans.py. The header and the scale section keep zlib/lzma.
 Versions 1-2 files still load (version 1: no "enc", no flags; version 2: no format-3 feature);
 a file of a higher version than FORMAT_VERSION is refused with a message to upgrade xnn.
 
@@ -136,15 +143,16 @@ from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
 
 MAGIC = b"XNNF"
-FORMAT_VERSION = 5  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
+FORMAT_VERSION = 6  # 2: encoded constants ("enc") and the compressed-header flag; 3: the scale section,
 #                    derived ("product") scales, a scalar zero point, the lzma header flag;
 #                    4: int8 affine parameters ("params": "int8"); 5: bfloat16 values and affine
-#                    parameters
+#                    parameters; 6: "ans" entropy coding of weight codes
 ALIGN = 64
 FLAG_HEADER_ZLIB = 1
 FLAG_HEADER_LZMA = 2  # format version 3
 KNOWN_FLAGS = {1: 0, 2: FLAG_HEADER_ZLIB, 3: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA,
-               4: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA, 5: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
+               4: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA, 5: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA,
+               6: FLAG_HEADER_ZLIB | FLAG_HEADER_LZMA}  # per format version
 _PREFIX = struct.Struct("<4sIIIQQII")  # magic, version, header_nbytes, header_crc, w_off, w_len, w_crc, flags
 PREFIX_NBYTES = _PREFIX.size  # 40
 
@@ -685,8 +693,8 @@ def _scale_section(h: dict, weights: memoryview, version: int):
     stored = weights[off:off + nbytes]
     codec = _get(sec, "entropy", str, what, None)
     if codec is not None:
-        if codec not in ENC_ENTROPY:
-            _fail(f"{what}: entropy codec '{codec[:20]}' is not one of {', '.join(ENC_ENTROPY)}")
+        if codec not in BYTE_ENTROPY:
+            _fail(f"{what}: entropy codec '{codec[:20]}' is not one of {', '.join(BYTE_ENTROPY)}")
         size = _int(_get(sec, "size", int, what), f"{what} size", 0, 1 << 62)
         if size != 4 * count:
             _fail(f"{what}: size {size} but {count} scales need {4 * count} bytes")
@@ -731,6 +739,8 @@ def _tensor(i: int, e, weights: memoryview, version: int = FORMAT_VERSION, secti
             _fail(f"{what}: 'enc' without data")
         if version < 5 and isinstance(enc, dict) and "bfloat16" in (enc.get("values"), enc.get("params")):
             _fail(f"{what}: bfloat16 encodings in a format version {version} file")
+        if version < 6 and isinstance(enc, dict) and enc.get("entropy") == "ans":
+            _fail(f"{what}: ans entropy coding in a format version {version} file")
     if loc is not None:
         if not isinstance(loc, list) or len(loc) != 2:
             _fail(f"{what}: data must be [offset, nbytes] or null")
@@ -822,7 +832,8 @@ def map_file(f):
 ENC_LAYOUTS = ("dense", "mask", "channels")
 ENC_VALUES = ("raw", "palette", "affine", "lowrank", "bfloat16")
 BF16_DTYPES = ("float32", "int32")  # dtypes "bfloat16" values expand to (format version 5)
-ENC_ENTROPY = ("zlib", "lzma")
+ENC_ENTROPY = ("zlib", "lzma", "ans")
+BYTE_ENTROPY = ("zlib", "lzma")  # the codecs for any bytes (header, scale section, any payload)
 ENC_KEYS = ("entropy", "size", "layout", "values", "axis", "count", "bits", "shared", "rank", "params")
 LOSSY_DTYPES = ("int8", "float16", "float32")  # dtypes "palette", "affine" and "lowrank" produce
 MAX_DECODED_NBYTES = 1 << 30  # an encoded constant expands to at most 1 GiB (no decompression bombs)
@@ -841,7 +852,7 @@ def deflate(codec: str, data: bytes) -> bytes:
         return zlib.compress(data, 9)
     if codec == "lzma":
         return lzma.compress(data, format=lzma.FORMAT_RAW, filters=lzma_filters(len(data)))
-    raise XnnError(f"unknown entropy codec '{codec}' (known: {', '.join(ENC_ENTROPY)})")
+    raise XnnError(f"unknown byte entropy codec '{codec}' (known: {', '.join(BYTE_ENTROPY)})")
 
 
 def inflate(codec: str, stored, size: int, what: str) -> bytes:
@@ -872,6 +883,38 @@ def inflate(codec: str, stored, size: int, what: str) -> bytes:
         _fail(f"{what}: {codec} stream gives {len(out)}{'+' if len(out) == size else ''} bytes, "
               f"not a complete stream of {size}")
     return out
+
+
+def _ans_split(d: dict) -> tuple:
+    """(prefix bytes, index count) of an "enc" payload (see xnn/converter/ans.py): the selection and
+    code parameters come first, the m packed `bits`-bit indices last."""
+    return d["payload"] - _ceil8(d["m"] * d["bits"]), d["m"]
+
+
+def deflate_ans(d: dict, payload: bytes) -> bytes:
+    """The stored bytes of an "ans"-coded payload (d: enc_layout's result for its descriptor)."""
+    from .ans import encode_symbols
+
+    npre, m = _ans_split(d)
+    pre = deflate("lzma", bytes(payload[:npre])) if npre else b""
+    codes = unpack_uint(bytes(payload[npre:]), m, d["bits"], "ans payload")
+    return struct.pack("<I", len(pre)) + pre + encode_symbols(codes.astype(np.uint8), d["bits"])
+
+
+def _inflate_ans(d: dict, stored, what: str) -> bytes:
+    from .ans import decode_symbols
+
+    npre, m = _ans_split(d)
+    stored = memoryview(stored)
+    if len(stored) < 4:
+        _fail(f"{what}: ans data of {len(stored)} bytes")
+    plen = struct.unpack_from("<I", stored, 0)[0]
+    if plen > len(stored) - 4 or (plen == 0) != (npre == 0):
+        _fail(f"{what}: ans prefix stream of {plen} bytes does not fit ({len(stored)} stored, "
+              f"{npre}-byte prefix)")
+    pre = inflate("lzma", stored[4:4 + plen], npre, what) if npre else b""
+    codes = decode_symbols(stored[4 + plen:], m, d["bits"], what, _fail)
+    return bytes(pre) + pack_uint(codes, d["bits"])
 
 
 def pack_uint(values, bits: int) -> bytes:
@@ -982,6 +1025,8 @@ def enc_layout(enc, shape: tuple, dtype: np.dtype, what: str) -> dict:
         if dtype.name == "int8":
             val_nbytes += 4 * (M + N)
     payload = sel_nbytes + val_nbytes
+    if d["entropy"] == "ans" and not coded:
+        _fail(f"{what}: ans entropy coding is only for palette/affine values")
     if d["entropy"] is not None:
         size = _int(_get(enc, "size", int, f"{what} enc"), f"{what} enc size", 0, 1 << 62)
         if size != payload:
@@ -1038,7 +1083,10 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
     if d["entropy"] is not None:
         if len(stored) == 0:
             _fail(f"{what}: empty {d['entropy']} stream")
-        payload = memoryview(inflate(d["entropy"], stored, d["payload"], what))
+        if d["entropy"] == "ans":
+            payload = memoryview(_inflate_ans(d, stored, what))
+        else:
+            payload = memoryview(inflate(d["entropy"], stored, d["payload"], what))
     else:
         if len(stored) != d["payload"]:
             _fail(f"{what}: {len(stored)} data bytes, its encoding needs {d['payload']}")
