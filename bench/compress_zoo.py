@@ -30,7 +30,7 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     pS / pcS  --prune S (pcS: --prune S --prune-channels)
     minN      --prune-min-size N
     lrR       --low-rank R (integer rank or energy fraction)
-    zlib / lzma   --entropy
+    zlib / lzma / ans   --entropy
     seedN     --seed N
     fit / ufit   --weight-bits-fit (ufit: and --weight-codec uniform): QAT'd models
     keepN     --weight-bits-min-size N: weight tensors with fewer than N elements keep exact values
@@ -97,7 +97,7 @@ def parse_setting(text: str):
         try:
             if tok == "plain":
                 continue
-            if tok in ("zlib", "lzma"):
+            if tok in ("zlib", "lzma", "ans"):
                 kw["entropy"] = tok
                 flags += ["--entropy", tok]
             elif tok in ("fit", "ufit"):  # --weight-bits-fit (ufit: with uniform codes)
@@ -189,11 +189,12 @@ def keep_exact(g, comp, tensors, entropy):
         enc.pop(t, None)
         notes[t] = "kept exact"
         if entropy:
+            codec = "lzma" if entropy == "ans" else entropy  # ans is for weight codes only
             payload = np.ascontiguousarray(orig.data, np.dtype(orig.dtype).newbyteorder("<")).tobytes()
-            z = deflate(entropy, payload)
+            z = deflate(codec, payload)
             if len(z) < len(payload):
-                enc[t] = Encoded({"entropy": entropy, "size": len(payload)}, z)
-                notes[t] += f" {entropy}"
+                enc[t] = Encoded({"entropy": codec, "size": len(payload)}, z)
+                notes[t] += f" {codec}"
     return Compressed(graph, enc, notes, comp.header_compressed)
 
 

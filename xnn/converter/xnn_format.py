@@ -901,7 +901,8 @@ def deflate_ans(d: dict, payload: bytes) -> bytes:
     return struct.pack("<I", len(pre)) + pre + encode_symbols(codes.astype(np.uint8), d["bits"])
 
 
-def _inflate_ans(d: dict, stored, what: str) -> bytes:
+def _inflate_ans(d: dict, stored, what: str) -> tuple:
+    """(the payload's prefix bytes, the m decoded indices as uint8) of an "ans"-coded tensor."""
     from .ans import decode_symbols
 
     npre, m = _ans_split(d)
@@ -913,8 +914,7 @@ def _inflate_ans(d: dict, stored, what: str) -> bytes:
         _fail(f"{what}: ans prefix stream of {plen} bytes does not fit ({len(stored)} stored, "
               f"{npre}-byte prefix)")
     pre = inflate("lzma", stored[4:4 + plen], npre, what) if npre else b""
-    codes = decode_symbols(stored[4 + plen:], m, d["bits"], what, _fail)
-    return bytes(pre) + pack_uint(codes, d["bits"])
+    return bytes(pre), decode_symbols(stored[4 + plen:], m, d["bits"], what, _fail)
 
 
 def pack_uint(values, bits: int) -> bytes:
@@ -1080,11 +1080,13 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
     dtype = np.dtype(dtype)
     d = enc_layout(enc, tuple(shape), dtype, what)
     stored = memoryview(stored)
+    codes = None
     if d["entropy"] is not None:
         if len(stored) == 0:
             _fail(f"{what}: empty {d['entropy']} stream")
-        if d["entropy"] == "ans":
-            payload = memoryview(_inflate_ans(d, stored, what))
+        if d["entropy"] == "ans":  # the indices come decoded; their packed bytes are not rebuilt
+            pre, codes = _inflate_ans(d, stored, what)
+            payload = memoryview(pre + bytes(d["payload"] - len(pre)))
         else:
             payload = memoryview(inflate(d["entropy"], stored, d["payload"], what))
     else:
@@ -1125,7 +1127,7 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
                 chan = chan[selected]
             group = chan if group_of_channel is None else group_of_channel[chan]
         pbytes = d["val_nbytes"] - _ceil8(m * bits)
-        idx = unpack_uint(val_buf[pbytes:], m, bits, what).astype(np.int64)
+        idx = (unpack_uint(val_buf[pbytes:], m, bits, what) if codes is None else codes).astype(np.int64)
         if d["values"] == "palette":
             book = np.frombuffer(val_buf[:pbytes], le).reshape(G, 1 << bits)
             vals = book[group, idx].astype(dtype)
