@@ -178,7 +178,7 @@ def keep_exact(g, comp, tensors, entropy):
     """`comp` (a Compressed of graph g) with the weight tensors `tensors` restored to their values
     in g: stored raw, or entropy-coded when that is smaller (as compress does for other constants)."""
     from xnn.converter.compress import Compressed
-    from xnn.converter.xnn_format import Encoded, deflate
+    from xnn.converter.xnn_format import Encoded, byte_codec, deflate
 
     graph, enc, notes = comp.graph, dict(comp.encodings), dict(comp.notes)
     for t in tensors:
@@ -189,7 +189,7 @@ def keep_exact(g, comp, tensors, entropy):
         enc.pop(t, None)
         notes[t] = "kept exact"
         if entropy:
-            codec = "lzma" if entropy == "ans" else entropy  # ans is for weight codes only
+            codec = byte_codec(entropy)  # ans is for weight codes only
             payload = np.ascontiguousarray(orig.data, np.dtype(orig.dtype).newbyteorder("<")).tobytes()
             z = deflate(codec, payload)
             if len(z) < len(payload):

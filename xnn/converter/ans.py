@@ -21,7 +21,7 @@ layout checks are shared):
     uint16 f[K]     K = 2^bits symbol frequencies, summing to M
     uint32 x        the encoder's final state, in [L, 256 L)
     bytes           the rANS stream
-The decoded indices are packed as the payload's bit string (least-significant bit first).
+The decoder hands the indices to the value expansion as they are (they are not packed again).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def encode_symbols(sym: np.ndarray, bits: int) -> bytes:
     freq = normalize_freqs(np.bincount(sym, minlength=K)) if sym.size else \
         np.array([M] + [0] * (K - 1), np.int64)
     cum = np.concatenate([[0], np.cumsum(freq)[:-1]]).astype(np.int64)
-    # each symbol emits at most PROB_BITS + 8 bits; generous bound
+    # at most 2 bytes per symbol: x < 2^31 is renormalised below 2^17 f (f >= 1); generous bound
     out = np.empty(sym.size * 3 + 16, np.uint8)
     x, start = _encode(sym, freq, cum, out)
     return freq.astype("<u2").tobytes() + struct.pack("<I", int(x)) + out[start:].tobytes()

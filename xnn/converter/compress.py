@@ -98,8 +98,8 @@ import numpy as np
 
 from ..errors import XnnError
 from ..ir import Graph, Node, QuantParams, TensorSpec, frozen_options
-from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, decode_tensor, deflate, deflate_ans,
-                         enc_layout, f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
+from .xnn_format import (ENC_ENTROPY, Encoded, _channel_of, affine_i8_levels, byte_codec, decode_tensor, deflate,
+                         deflate_ans, enc_layout, f32_to_bf16, pack_uint, product_scale, round_bf16, write_xnn)
 
 CONV_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 LSTM_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "BIDI_SEQUENCE_LSTM")
@@ -853,7 +853,7 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
         g, encodings, notes = _coarse_params(g, encodings, notes, progress)
 
     # 5. entropy coding of every constant's stored bytes
-    byte_codec = "lzma" if opts.entropy == "ans" else opts.entropy  # header, scales, other tensors
+    codec0 = byte_codec(opts.entropy)  # header, scales, other tensors
     if opts.entropy:
         used = set()
         for node in g.nodes:
@@ -866,8 +866,8 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
                 desc, payload = encodings[t]
             else:
                 desc, payload = {}, np.ascontiguousarray(spec.data, dt.newbyteorder("<")).tobytes()
-            codec = byte_codec
-            z = deflate(byte_codec, payload)
+            codec = codec0
+            z = deflate(codec0, payload)
             if opts.entropy == "ans" and "bits" in desc:  # weight codes: the smaller of ans and lzma
                 za = deflate_ans(enc_layout(desc, tuple(spec.shape), dt, spec.name), payload)
                 if len(za) < len(z):
@@ -875,7 +875,7 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
             if len(z) < len(payload):
                 encodings[t] = Encoded({**desc, "entropy": codec, "size": len(payload)}, z)
                 notes[t] = (notes.get(t, "") + f" {codec}").strip()
-    return Compressed(g, encodings, notes, byte_codec or False)
+    return Compressed(g, encodings, notes, codec0 or False)
 
 
 # (input, weights, bias) positions of the ops whose int8 bias scale is s_input·s_weights

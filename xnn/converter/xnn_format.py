@@ -846,6 +846,12 @@ def lzma_filters(size: int) -> list:
     return [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": d}]
 
 
+def byte_codec(entropy):
+    """The byte codec that stands in for `entropy` where ANS has no meaning (the header, the scale
+    section, tensors other than weight codes): "ans" -> "lzma", any other value as it is."""
+    return "lzma" if entropy == "ans" else entropy
+
+
 def deflate(codec: str, data: bytes) -> bytes:
     """Entropy-code bytes with one of ENC_ENTROPY (the inverse of `inflate`)."""
     if codec == "zlib":
@@ -1084,9 +1090,9 @@ def decode_tensor(enc, stored, shape: tuple, dtype, what: str) -> np.ndarray:
     if d["entropy"] is not None:
         if len(stored) == 0:
             _fail(f"{what}: empty {d['entropy']} stream")
-        if d["entropy"] == "ans":  # the indices come decoded; their packed bytes are not rebuilt
+        if d["entropy"] == "ans":  # the payload's prefix, and the indices already decoded
             pre, codes = _inflate_ans(d, stored, what)
-            payload = memoryview(pre + bytes(d["payload"] - len(pre)))
+            payload = memoryview(pre)
         else:
             payload = memoryview(inflate(d["entropy"], stored, d["payload"], what))
     else:
