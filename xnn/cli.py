@@ -253,7 +253,8 @@ def _compress_options(args):
                            weight_bits_for=_bits_for(getattr(args, "weight_bits_for", None)),
                            weight_bits_fit=bool(getattr(args, "weight_bits_fit", False)),
                            coarse_params=bool(getattr(args, "coarse_params", False)),
-                           rounding=getattr(args, "weight_rounding", None) or "nearest").check()
+                           rounding=getattr(args, "weight_rounding", None) or "nearest",
+                           bias_correction=bool(getattr(args, "bias_correction", False))).check()
 
 
 def cmd_convert(args) -> int:
@@ -277,9 +278,12 @@ def cmd_convert(args) -> int:
         raise XnnError("--tflite-out writes the quantized model: give it with --quantize int8")
     if opts.rounding == "gptq" and args.calib is None:
         raise XnnError("--weight-rounding gptq needs calibration data: --calib DIR (.npy/.npz files or images)")
-    if args.calib is not None and not args.quantize and opts.rounding != "gptq" and not (args.report and opts.active):
-        print("xnn: note: --calib is only used by --quantize, --weight-rounding gptq and by --report with "
-              "compression flags", file=sys.stderr)
+    if opts.bias_correction and args.calib is None:
+        raise XnnError("--bias-correction needs calibration data: --calib DIR (.npy/.npz files or images)")
+    if (args.calib is not None and not args.quantize and opts.rounding != "gptq" and not opts.bias_correction
+            and not (args.report and opts.active)):
+        print("xnn: note: --calib is only used by --quantize, --weight-rounding gptq, --bias-correction and by "
+              "--report with compression flags", file=sys.stderr)
     steps = 3 + bool(opts.active) + bool(args.quantize)
 
     def step(msg):
@@ -306,13 +310,15 @@ def cmd_convert(args) -> int:
 
         t0 = time.perf_counter()
         feeds = None
-        if opts.rounding == "gptq":
+        if opts.rounding == "gptq" or opts.bias_correction:
             from .converter.compress import load_calibration
             from .interpreter import Interpreter
 
             details = Interpreter(graph=g, num_threads=1).get_input_details()
             feeds = load_calibration(args.calib, details, limit=args.calib_limit)
-            step(f"  gptq rounding: layer inputs from {len(feeds)} calibration samples in {args.calib}")
+            what = " and ".join(w for w, on in (("gptq rounding", opts.rounding == "gptq"),
+                                                ("bias correction", opts.bias_correction)) if on)
+            step(f"  {what}: layer inputs from {len(feeds)} calibration samples in {args.calib}")
         comp = compress(g, opts, progress=stderr_progress, feeds=feeds)
         check_graph(comp.graph)
         step(f"[{k}/{steps}] compressed: {len(comp.encodings)} tensors encoded "
@@ -650,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "QUANTIZE/DEQUANTIZE")
     cg.add_argument("--tflite-out", metavar="OUT.tflite",
                     help="with --quantize: also write the int8 model as a standard .tflite")
+    cg.add_argument("--bias-correction", action="store_true",
+                    help="after rounding/pruning, each layer's float bias absorbs the shift its lossy weights "
+                         "make on average on the --calib data: b += (W - Q)·E[x] (fixes the systematic "
+                         "error of coarse grids; needs --calib)")
     cg.add_argument("--verbose-calib", action="store_true", help="print progress per calibration sample")
     cg.add_argument("--calib", metavar="DIR",
                     help="calibration data for --quantize and --weight-rounding gptq, and for --report the "

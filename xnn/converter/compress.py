@@ -125,6 +125,7 @@ class CompressOptions:
     weight_bits_fit: bool = False  # the fewest bits whose codes reproduce a tensor (module doc, step 3)
     coarse_params: bool = False  # bfloat16 weight scales, code parameters and biases (module doc, step 4)
     rounding: str = "nearest"  # sub-8-bit codes: "nearest" level, or "gptq" (error feedback, xnn.converter.gptq)
+    bias_correction: bool = False  # biases absorb each coded/pruned weight's mean output shift (--calib)
 
     def bits_for(self, name: str, size: int):
         """The code width for a weight tensor (None: exact values): the last --weight-bits-for pattern
@@ -169,6 +170,9 @@ class CompressOptions:
             if self.prune:
                 raise XnnError("--weight-rounding gptq does not combine with --prune (pruned weights are "
                                "stored apart from their zeros); use one of them")
+        if self.bias_correction and not (self.coded or self.prune):
+            raise XnnError("--bias-correction corrects the shift that lossy weights make: give --weight-bits, "
+                           "--weight-bits-for, --weight-bits-fit or --prune")
         if not (isinstance(self.kmeans_iters, int) and self.kmeans_iters >= 0):
             raise XnnError("kmeans_iters must be a non-negative integer")
         if not (isinstance(self.weight_bits_min_size, int) and self.weight_bits_min_size >= 0):
@@ -708,6 +712,60 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
     return Encoded(desc, payload), decoded, note
 
 
+# the bias slot of a weight slot: CONV/DEPTHWISE/FC, and the LSTM's gate and projection weights
+_BIAS_SLOT = {"CONV_2D": {1: 2}, "DEPTHWISE_CONV_2D": {1: 2}, "FULLY_CONNECTED": {1: 2},
+              "UNIDIRECTIONAL_SEQUENCE_LSTM": {1: 12, 2: 13, 3: 14, 4: 15, 5: 12, 6: 13, 7: 14, 8: 15, 16: 17}}
+
+
+def _correct_bias(g: Graph, t: int, target: Target, before, after, mean, encodings) -> tuple:
+    """Bias correction (step 3, --bias-correction): the layer reading float32 weight tensor t gets
+    bias + (before - after)·E[x] per output channel, E[x] its mean input on the calibration data
+    (gptq.collect_layer_stats), so that rounding or pruning t does not move the layer's output on
+    average. (graph, True), or (graph, False) where it does not apply: int8 weights, several readers,
+    no float32 bias of one value per channel read by this layer alone."""
+    w0, w1 = np.asarray(before), np.asarray(after)
+    if w0.dtype != np.float32 or w1.shape != w0.shape or len(target.readers) != 1:
+        return g, False
+    p = target.readers[0]
+    node = g.nodes[p]
+    slots = [s for s, i in enumerate(node.inputs) if i == t]
+    table = _BIAS_SLOT.get(node.op, {})
+    if len(slots) != 1 or slots[0] not in table or len(node.inputs) <= table[slots[0]]:
+        return g, False
+    slot = table[slots[0]]
+    b = node.inputs[slot]
+    C = w0.shape[target.axis]
+    d = _channel_rows(w0, target.axis) - _channel_rows(w1, target.axis)  # [C, n]
+    m = np.asarray(mean, np.float64)
+    if m.shape not in ((d.shape[1],), d.shape):
+        return g, False
+    shift = d @ m if m.ndim == 1 else np.einsum("cn,cn->c", d, m)
+    if b < 0:  # no bias (conv/FC): a zero one to correct
+        if node.op == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            return g, False
+        old = np.zeros(C, np.float64)
+    else:
+        bspec = g.tensors[b]
+        if (b in encodings or b in g.outputs or bspec.data is None or np.dtype(bspec.dtype) != np.float32
+                or tuple(bspec.shape) != (C,)):
+            return g, False
+        old = np.asarray(bspec.data, np.float64)
+    new = (old + shift).astype(np.float32)
+    if not np.all(np.isfinite(new)):
+        return g, False
+    if b >= 0 and g.consumers().get(b, []) == [p] and list(node.inputs).count(b) == 1:
+        return _with_data(g, b, new), True
+    # absent, or shared with other layers (TFLite shares equal constants, e.g. zero biases): this
+    # layer gets a bias tensor of its own
+    name = f"{g.tensors[t].name}/bias_corrected"
+    spec = TensorSpec(name, (C,), np.dtype(np.float32), None, _ro(new))
+    ins = list(node.inputs) + [-1] * max(0, slot + 1 - len(node.inputs))
+    ins[slot] = len(g.tensors)
+    nodes = list(g.nodes)
+    nodes[p] = replace(node, inputs=tuple(ins))
+    return g.replace(tensors=g.tensors + (spec,), nodes=tuple(nodes)), True
+
+
 def _channel_rows(w: np.ndarray, axis: int) -> np.ndarray:
     """w as (channels along `axis`, elements per channel), float64."""
     return np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(w.shape[axis], -1)
@@ -768,6 +826,8 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
     opts.check()
     if opts.rounding == "gptq" and not feeds:
         raise XnnError("--weight-rounding gptq needs calibration data: --calib DIR")
+    if opts.bias_correction and not feeds:
+        raise XnnError("--bias-correction needs calibration data: --calib DIR")
     encodings: dict = {}
     notes: dict = {}
     lowrank_done = set()
@@ -813,15 +873,20 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
     # 2-3. pruning and sub-8-bit codes
     if opts.prune or opts.coded:
         targets = [(t, tg) for t, tg in sorted(weight_targets(g).items()) if t not in lowrank_done]
-        hessians = {}
-        if opts.rounding == "gptq":
-            from .gptq import collect_hessians
+        hessians, means = {}, {}
+        if opts.rounding == "gptq" or opts.bias_correction:
+            from .gptq import collect_layer_stats
 
             coded = {t: tg for t, tg in targets if opts.bits_for(g.tensors[t].name, g.tensors[t].size)}
-            hessians = collect_hessians(g, coded, feeds, progress)
-            for t in coded:
-                if t not in hessians:
-                    notes[t] = "no layer inputs for gptq: nearest rounding"
+            hs, means = collect_layer_stats(g, dict(targets) if opts.bias_correction else coded, feeds, progress)
+            if not opts.bias_correction:
+                means = {}
+            if opts.rounding == "gptq":
+                hessians = {t: h for t, h in hs.items() if t in coded}
+                for t in coded:
+                    if t not in hessians:
+                        notes[t] = "no layer inputs for gptq: nearest rounding"
+        corrected = 0
         heads = _output_heads(g) if opts.prune_channels else set()
         for k, (t, tg) in enumerate(targets):
             spec = g.tensors[t]
@@ -842,11 +907,20 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
             if note and t in notes:
                 note = f"{notes[t]}; {note}"
             if decoded is not spec.data:
+                if t in means:
+                    g, done = _correct_bias(g, t, tg, g.tensors[t].data, decoded, means[t], encodings)
+                    if done:
+                        corrected += 1
+                        note = f"{note}; bias corrected".lstrip("; ")
                 g = _with_data(g, t, decoded)
             if enc is not None:
                 encodings[t] = enc
             if note:
                 notes[t] = note
+
+        if opts.bias_correction:
+            _progress(progress, f"  bias correction: {corrected} biases absorb their weights' mean shift "
+                                f"on {len(feeds)} calibration samples")
 
     # 4. coarse (bfloat16) scales, code parameters and biases
     if opts.coarse_params:

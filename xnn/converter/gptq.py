@@ -100,6 +100,14 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
     """{weight tensor: H} for the targets (compress.weight_targets) this module can serve: H is
     [n, n] over a channel's n inputs in the order of the tensor's channel rows (compress._channel_rows),
     or [C, k, k] for a depthwise kernel (one per channel). Runs the graph over the calibration feeds."""
+    return collect_layer_stats(g, targets, feeds, progress)[0]
+
+
+def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> tuple:
+    """({weight tensor: H}, {weight tensor: mean input}) over the calibration feeds: H as
+    collect_hessians, the mean of the same input vectors as [n] (one for every channel) or [C, n]
+    (depthwise, group conv: each channel its own inputs). The means serve bias correction
+    (compress: a channel's bias absorbs (W - Q)·E[x], the shift its rounding makes on average)."""
     from .quantize import _interpreter_for, lstm_float_run, run_feed
 
     want = {}  # node position -> [weight tensors it reads]
@@ -111,13 +119,18 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
             if ok:
                 want.setdefault(p, []).append(t)
     if not want or not feeds:
-        return {}
+        return {}, {}
     acts = sorted({g.nodes[p].inputs[0] for p in want})
     it = _interpreter_for(g.replace(outputs=tuple(dict.fromkeys(list(g.outputs) + acts))))
     sums: dict = {}  # (tensor, node) -> H
+    firsts: dict = {}  # (tensor, node) -> [sum of the inputs, count]
 
-    def add(key, m):
+    def add(key, m, s1=None, count=0):
         sums[key] = sums.get(key, 0.0) + m
+        if s1 is not None:
+            f = firsts.setdefault(key, [0.0, 0])
+            f[0] = f[0] + s1
+            f[1] += count
 
     lstm_w = {p: _lstm_weights(g, g.nodes[p]) for p in want if g.nodes[p].op == LSTM}
     for k, feed in enumerate(feeds):
@@ -129,7 +142,7 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
                 for t in ts:
                     n_in = g.tensors[t].shape[1]
                     r = x.reshape(-1, n_in)
-                    add((t, p), r.T @ r)
+                    add((t, p), r.T @ r, r.sum(axis=0), len(r))
             elif node.op == "CONV_2D":
                 for t in ts:
                     O, kh, kw, cg = g.tensors[t].shape
@@ -137,17 +150,18 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
                     for r in _bands(x, kh, kw, node.options):
                         if groups == 1:
                             r = r.reshape(-1, kh * kw * cg)
-                            add((t, p), r.T @ r)
+                            add((t, p), r.T @ r, r.sum(axis=0), len(r))
                         else:  # group conv: output channel o reads input group o // (O / groups)
                             r = r.reshape(len(r), kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, len(r), -1)
-                            add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0))
+                            add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0),
+                                np.repeat(r.sum(axis=1), O // groups, axis=0), r.shape[1])
             elif node.op == "DEPTHWISE_CONV_2D":
                 for t in ts:
                     _, kh, kw, C = g.tensors[t].shape
                     if C != x.shape[3]:  # depth multiplier > 1: channel c reads input c // m
                         x = np.repeat(x, C // x.shape[3], axis=3)
                     for r in _bands(x, kh, kw, node.options):
-                        add((t, p), np.einsum("nkc,nlc->ckl", r, r))
+                        add((t, p), np.einsum("nkc,nlc->ckl", r, r), r.sum(axis=0).T, len(r))
             else:  # LSTM
                 _, seq = lstm_float_run(lstm_w[p], node.options, x, sequences=True)
                 seq["x"] = x
@@ -157,7 +171,7 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
                     if len(src) != 1:
                         continue
                     r = seq[src.pop()].reshape(-1, g.tensors[t].shape[1])
-                    add((t, p), r.T @ r)
+                    add((t, p), r.T @ r, r.sum(axis=0), len(r))
         if progress is not None:
             progress(f"  gptq calibration {k + 1}/{len(feeds)}")
     out: dict = {}
@@ -165,7 +179,15 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
         prev = out.get(t, 0.0)
         # readers with inputs of different sizes: plain rounding (None)
         out[t] = None if prev is None or (t in out and prev.shape != h.shape) else prev + h
-    return {t: h for t, h in out.items() if h is not None and np.all(np.isfinite(h))}
+    hs = {t: h for t, h in out.items() if h is not None and np.all(np.isfinite(h))}
+    means: dict = {}
+    for (t, _), (s1, count) in firsts.items():
+        if t in means or count == 0 or sum(1 for (tt, _) in firsts if tt == t) != 1:
+            means[t] = None  # read by several layers: no single input mean
+            continue
+        m = np.asarray(s1, np.float64) / count
+        means[t] = m if np.all(np.isfinite(m)) else None
+    return hs, {t: m for t, m in means.items() if m is not None}
 
 
 def gptq_round(rows: np.ndarray, H: np.ndarray, levels: np.ndarray, damp: float = DAMP) -> np.ndarray:
