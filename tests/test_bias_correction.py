@@ -26,11 +26,6 @@ DET_I = os.path.join(FIX, "detector_int8.tflite")
 LSTM_F = os.path.join(FIX, "seq", "crnn_lstm_float.tflite")
 
 
-def seen(g, feeds, tensors):
-    """{tensor: [its value for each feed]} from running g."""
-    return _inputs_seen(g, feeds, tensors)
-
-
 def only(name, bits):
     return ((re.escape(name) + "$", bits),)
 
@@ -58,10 +53,11 @@ def test_corrected_layer_keeps_its_mean_output(path, k):
     assert "bias corrected" in fixed.notes[w] and "bias corrected" not in plain.notes.get(w, "")
     np.testing.assert_array_equal(plain.graph.tensors[w].data, fixed.graph.tensors[w].data)  # same codes
     out = node.outputs[0]
-    axis = -1
-    ref = np.concatenate([y.reshape(-1, y.shape[axis]) for y in seen(g, feeds, [out])[out]]).mean(0)
-    m_plain = np.concatenate([y.reshape(-1, y.shape[axis]) for y in seen(plain.graph, feeds, [out])[out]]).mean(0)
-    m_fixed = np.concatenate([y.reshape(-1, y.shape[axis]) for y in seen(fixed.graph, feeds, [out])[out]]).mean(0)
+
+    def mean_output(graph):  # per channel (last axis), over every position and feed
+        return np.concatenate([y.reshape(-1, y.shape[-1]) for y in _inputs_seen(graph, feeds, [out])[out]]).mean(0)
+
+    ref, m_plain, m_fixed = mean_output(g), mean_output(plain.graph), mean_output(fixed.graph)
     scale = np.abs(ref).max() + 1e-6
     err_plain, err_fixed = np.abs(m_plain - ref).max(), np.abs(m_fixed - ref).max()
     assert err_fixed <= 1e-4 * scale, (err_fixed, scale)
@@ -81,7 +77,7 @@ def test_means_are_the_layer_inputs_means(path):
     checked = 0
     for t, tg in targets.items():
         node = g.nodes[tg.readers[0]]
-        x = np.concatenate(seen(g, feeds, [node.inputs[0]])[node.inputs[0]])
+        x = np.concatenate(_inputs_seen(g, feeds, [node.inputs[0]])[node.inputs[0]])
         if node.op == "FULLY_CONNECTED":
             np.testing.assert_allclose(means[t], x.reshape(-1, g.tensors[t].shape[1]).mean(0), rtol=1e-6, atol=1e-9)
         elif node.op == "CONV_2D":
@@ -115,7 +111,7 @@ def test_lstm_gate_biases_absorb_their_weights_shift():
     after = next(n for n in fixed.graph.nodes if n.op == "UNIDIRECTIONAL_SEQUENCE_LSTM")
     # this model's gates share zero-bias constants (TFLite dedups them): each gate now has its own
     assert len({node.inputs[12 + k] for k in range(4)}) < 4 and len({after.inputs[12 + k] for k in range(4)}) == 4
-    x = np.concatenate(seen(g, feeds, [node.inputs[0]])[node.inputs[0]])
+    x = np.concatenate(_inputs_seen(g, feeds, [node.inputs[0]])[node.inputs[0]])
     mean_x = x.reshape(-1, x.shape[-1]).mean(0)
     for k in range(4):  # input-to-gate weights k read x; their gate bias is input 12 + k
         w, b = node.inputs[1 + k], node.inputs[12 + k]

@@ -724,7 +724,7 @@ def _correct_bias(g: Graph, t: int, target: Target, before, after, mean, encodin
     average. (graph, True), or (graph, False) where it does not apply: int8 weights, several readers,
     no float32 bias of one value per channel read by this layer alone."""
     w0, w1 = np.asarray(before), np.asarray(after)
-    if w0.dtype != np.float32 or w1.shape != w0.shape or len(target.readers) != 1:
+    if w0.dtype != np.float32 or len(target.readers) != 1:
         return g, False
     p = target.readers[0]
     node = g.nodes[p]
@@ -878,11 +878,13 @@ def compress(g: Graph, opts: CompressOptions, progress=None, feeds=None) -> Comp
             from .gptq import collect_layer_stats
 
             coded = {t: tg for t, tg in targets if opts.bits_for(g.tensors[t].name, g.tensors[t].size)}
-            hs, means = collect_layer_stats(g, dict(targets) if opts.bias_correction else coded, feeds, progress)
+            gptq = opts.rounding == "gptq"
+            # H only where gptq rounds; means (every lossy tensor) only for bias correction
+            hessians, means = collect_layer_stats(g, dict(targets) if opts.bias_correction else coded, feeds,
+                                                  progress, gram=coded if gptq else ())
             if not opts.bias_correction:
                 means = {}
-            if opts.rounding == "gptq":
-                hessians = {t: h for t, h in hs.items() if t in coded}
+            if gptq:
                 for t in coded:
                     if t not in hessians:
                         notes[t] = "no layer inputs for gptq: nearest rounding"

@@ -29,6 +29,8 @@ inputs keep plain rounding.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..ir import Graph
@@ -103,11 +105,12 @@ def collect_hessians(g: Graph, targets: dict, feeds: list, progress=None) -> dic
     return collect_layer_stats(g, targets, feeds, progress)[0]
 
 
-def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> tuple:
+def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None, gram=None) -> tuple:
     """({weight tensor: H}, {weight tensor: mean input}) over the calibration feeds: H as
-    collect_hessians, the mean of the same input vectors as [n] (one for every channel) or [C, n]
-    (depthwise, group conv: each channel its own inputs). The means serve bias correction
-    (compress: a channel's bias absorbs (W - Q)·E[x], the shift its rounding makes on average)."""
+    collect_hessians (only for the tensors in `gram`; None: all), the mean of the same input vectors
+    as [n] (one for every channel) or [C, n] (depthwise, group conv: each channel its own inputs).
+    The means serve bias correction (compress: a channel's bias absorbs (W - Q)·E[x], the shift its
+    rounding makes on average)."""
     from .quantize import _interpreter_for, lstm_float_run, run_feed
 
     want = {}  # node position -> [weight tensors it reads]
@@ -125,12 +128,16 @@ def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> 
     sums: dict = {}  # (tensor, node) -> H
     firsts: dict = {}  # (tensor, node) -> [sum of the inputs, count]
 
-    def add(key, m, s1=None, count=0):
-        sums[key] = sums.get(key, 0.0) + m
-        if s1 is not None:
-            f = firsts.setdefault(key, [0.0, 0])
-            f[0] = f[0] + s1
-            f[1] += count
+    def add(key, h, s1, count):
+        """h: this block's H, None where it is not wanted (the caller skips computing it)."""
+        if h is not None:
+            sums[key] = sums.get(key, 0.0) + h
+        f = firsts.setdefault(key, [0.0, 0])
+        f[0] = f[0] + s1
+        f[1] += count
+
+    def hess(t):
+        return gram is None or t in gram
 
     lstm_w = {p: _lstm_weights(g, g.nodes[p]) for p in want if g.nodes[p].op == LSTM}
     for k, feed in enumerate(feeds):
@@ -142,7 +149,7 @@ def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> 
                 for t in ts:
                     n_in = g.tensors[t].shape[1]
                     r = x.reshape(-1, n_in)
-                    add((t, p), r.T @ r, r.sum(axis=0), len(r))
+                    add((t, p), r.T @ r if hess(t) else None, r.sum(axis=0), len(r))
             elif node.op == "CONV_2D":
                 for t in ts:
                     O, kh, kw, cg = g.tensors[t].shape
@@ -150,18 +157,18 @@ def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> 
                     for r in _bands(x, kh, kw, node.options):
                         if groups == 1:
                             r = r.reshape(-1, kh * kw * cg)
-                            add((t, p), r.T @ r, r.sum(axis=0), len(r))
+                            add((t, p), r.T @ r if hess(t) else None, r.sum(axis=0), len(r))
                         else:  # group conv: output channel o reads input group o // (O / groups)
                             r = r.reshape(len(r), kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, len(r), -1)
-                            add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0),
-                                np.repeat(r.sum(axis=1), O // groups, axis=0), r.shape[1])
+                            add((t, p), np.repeat(np.einsum("gni,gnj->gij", r, r), O // groups, axis=0)
+                                if hess(t) else None, np.repeat(r.sum(axis=1), O // groups, axis=0), r.shape[1])
             elif node.op == "DEPTHWISE_CONV_2D":
                 for t in ts:
                     _, kh, kw, C = g.tensors[t].shape
                     if C != x.shape[3]:  # depth multiplier > 1: channel c reads input c // m
                         x = np.repeat(x, C // x.shape[3], axis=3)
                     for r in _bands(x, kh, kw, node.options):
-                        add((t, p), np.einsum("nkc,nlc->ckl", r, r), r.sum(axis=0).T, len(r))
+                        add((t, p), np.einsum("nkc,nlc->ckl", r, r) if hess(t) else None, r.sum(axis=0).T, len(r))
             else:  # LSTM
                 _, seq = lstm_float_run(lstm_w[p], node.options, x, sequences=True)
                 seq["x"] = x
@@ -171,7 +178,7 @@ def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> 
                     if len(src) != 1:
                         continue
                     r = seq[src.pop()].reshape(-1, g.tensors[t].shape[1])
-                    add((t, p), r.T @ r, r.sum(axis=0), len(r))
+                    add((t, p), r.T @ r if hess(t) else None, r.sum(axis=0), len(r))
         if progress is not None:
             progress(f"  gptq calibration {k + 1}/{len(feeds)}")
     out: dict = {}
@@ -180,14 +187,10 @@ def collect_layer_stats(g: Graph, targets: dict, feeds: list, progress=None) -> 
         # readers with inputs of different sizes: plain rounding (None)
         out[t] = None if prev is None or (t in out and prev.shape != h.shape) else prev + h
     hs = {t: h for t, h in out.items() if h is not None and np.all(np.isfinite(h))}
-    means: dict = {}
-    for (t, _), (s1, count) in firsts.items():
-        if t in means or count == 0 or sum(1 for (tt, _) in firsts if tt == t) != 1:
-            means[t] = None  # read by several layers: no single input mean
-            continue
-        m = np.asarray(s1, np.float64) / count
-        means[t] = m if np.all(np.isfinite(m)) else None
-    return hs, {t: m for t, m in means.items() if m is not None}
+    layers = Counter(t for t, _ in firsts)  # a tensor read by several layers has no single input mean
+    means = {t: np.asarray(s1, np.float64) / count for (t, _), (s1, count) in firsts.items()
+             if layers[t] == 1 and count}
+    return hs, {t: m for t, m in means.items() if np.all(np.isfinite(m))}
 
 
 def gptq_round(rows: np.ndarray, H: np.ndarray, levels: np.ndarray, damp: float = DAMP) -> np.ndarray:
