@@ -1016,6 +1016,42 @@ def test_coarse_params_float_model():
                                                          random_feeds(ref.get_input_details(), 2)))
 
 
+def test_coarse_params_float_lstm_biases():
+    """A float LSTM's gate and projection biases become bfloat16 values (within 2^-8 of each, the
+    weights untouched); the model's outputs stay close."""
+    from xnn.converter.compress import _LSTM_BIAS_SLOTS, _with_data
+
+    g = stored(LSTM_F)
+    rng = np.random.default_rng(1)
+    slots = set()
+    for node in g.nodes:
+        for s in _LSTM_BIAS_SLOTS.get(node.op, ()):
+            b = node.inputs[s] if len(node.inputs) > s else -1
+            if b >= 0 and g.tensors[b].data is not None:
+                slots.add(b)
+                g = _with_data(g, b, rng.normal(0, 0.5, g.tensors[b].shape).astype(np.float32))
+    assert len(slots) >= 1
+    data = compress(g, CompressOptions(coarse_params=True)).to_bytes()
+    h = read_header(data)
+    back = consts(read_xnn(data))
+    names = {g.tensors[b].name for b in slots}
+    stored_bf16 = {e["name"] for e in h["tensors"] if e.get("enc", {}).get("values") == "bfloat16"}
+    assert names <= stored_bf16
+    for b in slots:
+        orig = np.asarray(g.tensors[b].data, np.float64)
+        got = back[g.tensors[b].name]
+        assert _bf16_exact(got) and np.any(got != orig)
+        assert np.all(np.abs(got - orig) <= 2.0 ** -8 * np.abs(orig))
+    for node in g.nodes:
+        if node.op in _LSTM_BIAS_SLOTS:
+            for s in (1, 2, 3, 4, 5, 6, 7, 8):
+                t = node.inputs[s]
+                assert back[g.tensors[t].name].tobytes() == np.asarray(g.tensors[t].data).tobytes()
+    ref = xnn.Interpreter(model_content=compress(g, CompressOptions()).to_bytes())
+    errs = output_error(ref, xnn.Interpreter(model_content=data), random_feeds(ref.get_input_details(), 2))
+    assert all(r["rel_l2"] < 0.01 for r in errs), errs
+
+
 def test_bfloat16_rejected_in_version_4_files():
     data = bytearray(compress(stored(CLS_F), CompressOptions(weight_bits=6, codec="uniform",
                                                              coarse_params=True)).to_bytes())

@@ -640,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="SVD-factor FC and LSTM weights: rank R (integer >= 1) or kept energy fraction (0 < R < 1)")
     cg.add_argument("--coarse-params", action="store_true",
                     help="lossy: keep 8 significant bits (bfloat16) of the int8 weight scales, the float "
-                         "--weight-codec uniform parameters and the conv/FC biases (int8 biases re-quantized "
+                         "--weight-codec uniform parameters and the conv/FC/LSTM biases (int8 biases re-quantized "
                          "to the rounded scales): a few KB less where a model has many small channels; "
                          "check the result with --report --calib DIR")
     cg.add_argument("--entropy", nargs="?", const="zlib", choices=("zlib", "lzma", "ans"),

@@ -76,8 +76,9 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    rounded to bfloat16 and stored so; float uniform codes (step 3) round (lo, step) to bfloat16
    before choosing the levels and store the pairs in 4 bytes instead of 8. Skipped where a weight
    or bias is shared in a way one rounding cannot serve (a weight read by other ops, a bias read by
-   nodes with inputs of different scales). LSTM weights and their biases are left exact (their int8
-   scales are per tensor: nothing to save). The int8 model is still run by the same exact integer
+   nodes with inputs of different scales). A float LSTM's gate and projection biases are rounded and
+   stored as bfloat16 as well; LSTM weights and int8 LSTM biases are left exact (their int8 scales
+   are per tensor: nothing to save). The int8 model is still run by the same exact integer
    kernels; it is a slightly different int8 model, so check it (`--report` with `--calib`).
 5. Entropy coding (`entropy` = "zlib" or "lzma", standard library): every constant's stored bytes
    are deflated when that makes them smaller, and the JSON header is stored compressed. "ans":
@@ -959,6 +960,11 @@ _XWB = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED":
         "TRANSPOSE_CONV": (2, 1, 3)}
 
 
+# the float bias slots of an LSTM: input, forget, cell, output gate; projection (bidirectional: both)
+_LSTM_BIAS_SLOTS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": (12, 13, 14, 15, 17),
+                    "BIDIRECTIONAL_SEQUENCE_LSTM": (12, 13, 14, 15, 17, 29, 30, 31, 32, 34)}
+
+
 def _bf16_ints(x: np.ndarray) -> np.ndarray:
     """Integers rounded to 8 significant bits (bfloat16-exact), within the int32 range."""
     return round_bf16(np.clip(np.asarray(x, np.float64), -2.0 ** 31, 2.0 ** 31 - 2.0 ** 23).astype(np.float32))
@@ -972,6 +978,13 @@ def _coarse_params(g: Graph, encodings: dict, notes: dict, progress=None):
     uses = {}  # int8 weight tensor -> [(x, bias or None)]
     float_biases = set()
     for node in g.nodes:
+        if node.op in _LSTM_BIAS_SLOTS:  # a float LSTM's gate and projection biases
+            for s in _LSTM_BIAS_SLOTS[node.op]:
+                b = node.inputs[s] if len(node.inputs) > s else -1
+                if b >= 0 and g.tensors[b].is_const and np.dtype(g.tensors[b].dtype) == np.float32 \
+                        and len(g.tensors[b].shape) == 1:
+                    float_biases.add(b)
+            continue
         if node.op not in _XWB:
             continue
         xi, wi, bi = _XWB[node.op]
