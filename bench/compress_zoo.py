@@ -37,6 +37,7 @@ A setting is '+'-joined tokens, optionally prefixed with the source model ("floa
     coarse    --coarse-params: bfloat16 weight scales, code parameters and biases
     gptqN     --weight-rounding gptq on N calibration lines/pages (CALIB_SEED, written to
               OUT/<model>/calib_N/x.npy for the printed command): post-training codes with error feedback
+    bcN       --bias-correction on N calibration lines/pages (with gptqN: one set, the larger N)
     bits[REGEX]=B   --weight-bits-for 'REGEX=B' (B 0..8 or exact; repeatable, last match wins),
               e.g. "int8:w4+tensor+keep1024+bits[^lstm/]=2+lzma"
 e.g. "int8:p0.5+w3+lzma" = `xnn convert NAME_int8.tflite --prune 0.5 --weight-bits 3 --entropy lzma`.
@@ -110,8 +111,11 @@ def parse_setting(text: str):
                 kw["coarse_params"] = True
                 flags += ["--coarse-params"]
             elif tok.startswith("gptq"):  # --weight-rounding gptq on N calibration samples
-                kw["rounding"], kw["calib_n"] = "gptq", int(tok[4:])
-                flags += ["--weight-rounding", "gptq", "--calib", "{calib}", "--calib-limit", tok[4:]]
+                kw["rounding"], kw["calib_n"] = "gptq", max(int(tok[4:]), kw.get("calib_n", 0))
+                flags += ["--weight-rounding", "gptq"]
+            elif tok.startswith("bc"):  # --bias-correction on N calibration samples
+                kw["bias_correction"], kw["calib_n"] = True, max(int(tok[2:]), kw.get("calib_n", 0))
+                flags += ["--bias-correction"]
             elif tok in ("ch", "tensor"):
                 kw["codebook"] = {"ch": "channel"}.get(tok, tok)
                 flags += ["--codebook", kw["codebook"]]
@@ -149,6 +153,8 @@ def parse_setting(text: str):
                 raise ValueError
         except ValueError:
             raise SystemExit(f"setting {text!r}: cannot read token {tok!r}") from None
+    if kw.get("calib_n"):  # gptqN and bcN share one calibration set (the larger N)
+        flags += ["--calib", "{calib}", "--calib-limit", str(kw["calib_n"])]
     return source, kw, flags
 
 

@@ -294,6 +294,13 @@ def test_bench_setting_token():
         sys.path.pop(0)
     source, kw, flags = compress_zoo.parse_setting("int8:u4+coarse+gptq64+lzma")
     assert source == "int8" and kw["rounding"] == "gptq" and kw["calib_n"] == 64
-    assert " ".join(flags).count("--weight-rounding gptq --calib {calib} --calib-limit 64") == 1
+    cmd = " ".join(flags)
+    assert cmd.count("--weight-rounding gptq") == 1 and cmd.count("--calib {calib} --calib-limit 64") == 1
+    # bias correction shares the calibration set: one --calib, the larger N
+    _, kw, flags = compress_zoo.parse_setting("float:u4+gptq32+bc128+ans")
+    assert kw["bias_correction"] and kw["rounding"] == "gptq" and kw["calib_n"] == 128
+    cmd = " ".join(flags)
+    assert cmd.count("--calib ") == 1 and cmd.endswith("--calib {calib} --calib-limit 128")
+    assert "--bias-correction" in flags
     with pytest.raises(SystemExit, match="gptqx"):
         compress_zoo.parse_setting("int8:u4+gptqx")
