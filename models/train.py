@@ -28,7 +28,9 @@ and OUT/final.weights.h5 use the rounded weights, so the export is on the grid t
 --weight-bits B --weight-codec uniform` stores. Usually a short fine-tune (--init) of a trained run,
 or of a shipped model turned back into a run by models.import_zoo. --distill W adds a loss against a
 teacher's outputs (the float model, --teacher, default --init): the KL divergence from its per-frame
-distributions (recognizer), its score map and geometry as soft targets (detector).
+distributions (recognizer), its score map and geometry as soft targets (detector). --train-only REGEX
+updates only the matching variables (e.g. 'gamma|beta|bias': batch-norm scales and biases around
+kernels held on post-training codes imported with models.import_zoo).
 """
 from __future__ import annotations
 
@@ -257,6 +259,24 @@ def fake_quant(tf, w, axis: int, bits: int, blocks=None, grid: str = "int8"):
     return tf.where(ok, level(pick) * s, w)
 
 
+def trained_variables(model, a, log) -> list:
+    """The variables the optimizer updates: all trainable ones, or with --train-only REGEX those
+    whose name matches (the others keep their values)."""
+    vs = list(model.trainable_variables)
+    if not getattr(a, "train_only", None):
+        return vs
+    try:
+        pat = re.compile(a.train_only)
+    except re.error as e:
+        raise SystemExit(f"--train-only {a.train_only!r}: not a regular expression ({e})") from None
+    keep = [v for v in vs if pat.search(v.name)]
+    if not keep:
+        raise SystemExit(f"--train-only {a.train_only!r} matches none of the model's {len(vs)} variables")
+    log(f"--train-only {a.train_only!r}: {len(keep)} of {len(vs)} variables, "
+        f"{sum(int(np.prod(v.shape)) for v in keep):,} parameters trained")
+    return keep
+
+
 def qat_hooks(tf, model, a, log):
     """(to_grid, restore) for the run's QAT plan (no-ops without --qat-bits/--qat-bits-for):
     to_grid() puts the planned kernels on their grids and returns the float values that restore()
@@ -369,6 +389,7 @@ def train_recognizer(a, log=print):
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
     to_grid, restore = qat_hooks(tf, model, a, log)
+    train_vars = trained_variables(lm, a, log)
     teacher = _teacher(a, _rec_teacher(spec, rec), log)
     if teacher is not None:
         teacher = rec.logits_model(teacher)
@@ -388,10 +409,10 @@ def train_recognizer(a, log=print):
                 ls = tf.nn.log_softmax(logits, -1)
                 loss = loss + a.distill * tf.reduce_mean(
                     tf.reduce_sum(tf.exp(lt) * (lt - ls), axis=[1, 2]))
-        grads = tape.gradient(loss, lm.trainable_variables)
+        grads = tape.gradient(loss, train_vars)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         restore(saved)
-        opt.apply_gradients(zip(grads, lm.trainable_variables))
+        opt.apply_gradients(zip(grads, train_vars))
         return loss
 
     zv = np.load(os.path.join(d, f"val_{a.val}.npz"))
@@ -543,6 +564,8 @@ def train_detector(a, log=print):
            tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
 
     to_grid, restore = qat_hooks(tf, model, a, log)
+    train_vars = trained_variables(model, a, log)
+
     def det_teacher(run):
         """any detector of the same input size, stride and targets (d0): a wider one may teach a narrower"""
         other = dt.DetSpec.from_json(_spec_json(run))
@@ -562,10 +585,10 @@ def train_detector(a, log=print):
                 # the teacher's score map as soft targets (no ignore mask), its geometry weighted by it
                 t = teacher(x, training=False)
                 total = total + a.distill * det.loss_fn(out, t[..., :1], tf.ones_like(mask), t[..., 1:])[0]
-        grads = tape.gradient(total, model.trainable_variables)
+        grads = tape.gradient(total, train_vars)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         restore(saved)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
+        opt.apply_gradients(zip(grads, train_vars))
         return total, dice, g
 
     zv = np.load(os.path.join(d, f"val_{a.val}.npz"))
@@ -627,6 +650,10 @@ def _qat_args(p):
                         "repeatable, the last match wins")
     p.add_argument("--qat-min-size", type=int, default=0, metavar="N",
                    help="with --qat-bits: kernels of fewer than N elements stay exact (--weight-bits-min-size N)")
+    p.add_argument("--train-only", metavar="REGEX",
+                   help="update only the variables whose name matches REGEX (re.search), e.g. "
+                        "'gamma|beta|bias': a light fine-tune of the per-channel scales (batch norm) and biases "
+                        "around kernels held on their post-training codes; the rest stay as --init left them")
     p.add_argument("--qat-grid", choices=("int8", "float"), default="int8",
                    help="int8 (default): exactly the levels the int8 export + xnn convert --weight-codec uniform "
                         "store (the .xnn then equals the int8 model); float: the float model's uniform grid "
