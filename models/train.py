@@ -221,16 +221,22 @@ def qat_plan(model, bits, bits_for=(), min_size=0) -> list:
     return plan
 
 
-def fake_quant(tf, w, axis: int, bits: int, blocks=None, grid: str = "int8"):
+def fake_quant(tf, w, axis: int, bits: int, blocks=None, grid: str = "int8", fixed=None):
     """w on the grid its codes will have (see qat_plan); all-zero channels stay as they are.
     grid "int8" (default): the values the int8 export and then `xnn convert --weight-codec uniform`
     store, exactly: symmetric int8 q = round(w / s), s = max|w| / 127 per channel (or per column
     block, see qat_plan), then per channel the K = 2^B integer levels lo + floor((2 (hi - lo) i + K - 1)
     / (2 (K - 1))) between its lo = min q and hi = max q, each q moved to its nearest level; w = s·level.
     So the int8 .tflite of the trained model holds exactly such levels and `--weight-bits-fit`
-    stores it losslessly. grid "float": per channel lo = min w, step = (max w - lo) / (K - 1)."""
+    stores it losslessly. grid "float": per channel lo = min w, step = (max w - lo) / (K - 1). `fixed`:
+    that grid's (lo, step) arrays (broadcastable to w) instead of w's own (see grid_from)."""
     K1 = float((1 << bits) - 1)
     red = [i for i in range(w.shape.rank) if i != axis]
+    if fixed is not None:  # (lo, step) per channel, kept from the start (--qat-grid-from)
+        lo, step = fixed
+        ok = step > 0
+        q = tf.clip_by_value(tf.round((w - lo) / tf.where(ok, step, 1.0)), 0.0, K1)
+        return tf.where(ok, lo + q * step, w)
     if grid == "float":
         lo = tf.reduce_min(w, axis=red, keepdims=True)
         step = (tf.reduce_max(w, axis=red, keepdims=True) - lo) / K1
@@ -277,7 +283,33 @@ def trained_variables(model, a, log) -> list:
     return keep
 
 
-def qat_hooks(tf, model, a, log):
+def grid_from(tf, plan, a, build, log) -> list:
+    """--qat-grid-from RUN (float grid): per planned kernel the (lo, step) of RUN's same kernel
+    (lo = min, step = (max - lo) / (K - 1) per channel), as constants. RUN is the float model whose
+    post-training codes (`xnn convert --weight-rounding gptq`, imported as --init) start this run:
+    GPTQ keeps the float model's per-channel grids but need not use their end levels, so the grid of
+    the rounded weights' own min/max would move every weight of such a channel."""
+    if a.qat_grid != "float":
+        raise SystemExit("--qat-grid-from needs --qat-grid float")
+    if build is None:
+        raise SystemExit("--qat-grid-from is not available for this model")
+    ref = build(a.qat_grid_from)
+    ref.load_weights(os.path.join(a.qat_grid_from, "final.weights.h5"))
+    by_name = {name: var for name, var, *_ in qat_plan(ref, 8, ((".", 8),))}
+    out = []
+    for name, v, ax, b, _ in plan:
+        if name not in by_name or tuple(by_name[name].shape) != tuple(v.shape):
+            raise SystemExit(f"--qat-grid-from {a.qat_grid_from}: no kernel {name} of shape {list(v.shape)}")
+        w = np.asarray(by_name[name].numpy(), np.float64)
+        red = tuple(i for i in range(w.ndim) if i != ax)
+        lo = w.min(axis=red, keepdims=True)
+        step = (w.max(axis=red, keepdims=True) - lo) / ((1 << b) - 1)
+        out.append((tf.constant(lo, tf.float32), tf.constant(step, tf.float32)))
+    log(f"QAT grids of {len(out)} kernels from {a.qat_grid_from}")
+    return out
+
+
+def qat_hooks(tf, model, a, log, build=None):
     """(to_grid, restore) for the run's QAT plan (no-ops without --qat-bits/--qat-bits-for):
     to_grid() puts the planned kernels on their grids and returns the float values that restore()
     puts back. The plan goes to OUT/qat.json."""
@@ -290,10 +322,12 @@ def qat_hooks(tf, model, a, log):
         with open(os.path.join(a.out, "qat.json"), "w") as f:
             json.dump({"grid": a.qat_grid, "bits": {p[0]: p[3] for p in plan}}, f, indent=1)
 
+    fixed = grid_from(tf, plan, a, build, log) if getattr(a, "qat_grid_from", None) else [None] * len(plan)
+
     def to_grid():
         saved = [tf.identity(p[1]) for p in plan]
-        for _, v, ax, b, blocks in plan:
-            v.assign(fake_quant(tf, v, ax, b, blocks, a.qat_grid))
+        for (_, v, ax, b, blocks), fx in zip(plan, fixed):
+            v.assign(fake_quant(tf, v, ax, b, blocks, a.qat_grid, fx))
         return saved
 
     def restore(saved):
@@ -388,7 +422,7 @@ def train_recognizer(a, log=print):
     B, T = a.batch, spec.frames
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
-    to_grid, restore = qat_hooks(tf, model, a, log)
+    to_grid, restore = qat_hooks(tf, model, a, log, _rec_teacher(spec, rec))
     train_vars = trained_variables(lm, a, log)
     teacher = _teacher(a, _rec_teacher(spec, rec), log)
     if teacher is not None:
@@ -400,7 +434,7 @@ def train_recognizer(a, log=print):
         # (straight-through estimator)
         saved = to_grid()
         with tf.GradientTape() as tape:
-            logits = lm(x, training=True)
+            logits = lm(x, training=not a.freeze_bn)
             loss = tf.reduce_mean(tf.nn.ctc_loss(lab, logits, lens, tf.fill([B], T), logits_time_major=False,
                                                  blank_index=-1))
             if teacher is not None:
@@ -579,7 +613,7 @@ def train_detector(a, log=print):
     def step(x, score, mask, geo):
         saved = to_grid()  # QAT: see train_recognizer
         with tf.GradientTape() as tape:
-            out = model(x, training=True)
+            out = model(x, training=not a.freeze_bn)
             total, dice, g = det.loss_fn(out, score, mask, geo)
             if teacher is not None:
                 # the teacher's score map as soft targets (no ignore mask), its geometry weighted by it
@@ -654,6 +688,13 @@ def _qat_args(p):
                    help="update only the variables whose name matches REGEX (re.search), e.g. "
                         "'gamma|beta|bias': a light fine-tune of the per-channel scales (batch norm) and biases "
                         "around kernels held on their post-training codes; the rest stay as --init left them")
+    p.add_argument("--qat-grid-from", metavar="RUN",
+                   help="with --qat-grid float: keep each kernel's per-channel grid of RUN's model (its float "
+                        "model) all through the run, instead of the grid of the current weights' min/max; for "
+                        "a start on post-training (gptq) codes imported with models.import_zoo")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="run the training steps in inference mode: batch norm uses (and keeps) its moving "
+                        "statistics instead of each batch's; for fine-tunes of a converged model (--init)")
     p.add_argument("--qat-grid", choices=("int8", "float"), default="int8",
                    help="int8 (default): exactly the levels the int8 export + xnn convert --weight-codec uniform "
                         "store (the .xnn then equals the int8 model); float: the float model's uniform grid "

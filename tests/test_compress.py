@@ -815,6 +815,53 @@ def test_weight_bits_fit_with_coarse_params_keeps_the_float_grid_width():
     read_xnn(c.to_bytes())
 
 
+def test_weight_bits_fit_finds_float_grids_whose_end_levels_are_unused():
+    """Float weights on per-channel uniform grids lo + k·step, k in 0..7, where some channels use
+    neither k = 0 nor k = 7 (what post-training gptq codes fine-tuned on their float model's grid,
+    models.train --qat-grid-from, look like): --weight-bits-fit stores them as 3-bit codes exactly
+    (the min/max grid of such a channel has another step); off-grid weights are not fitted."""
+    from xnn.converter.compress import _with_data
+
+    g = stored(LSTM_F)
+    tg = weight_targets(g)
+    rng = np.random.default_rng(3)
+    made = {}
+    for t, target in tg.items():
+        w = np.asarray(g.tensors[t].data)
+        if w.dtype != np.float32 or w.size < 64:
+            continue
+        rows = _channel_rows(w, target.axis)
+        lo = rows.min(axis=1, keepdims=True)
+        step = (rows.max(axis=1, keepdims=True) - lo) / 7
+        k = rng.integers(0, 8, size=rows.shape)
+        k[::2] = np.clip(k[::2], 1, 6)  # every other channel: end levels unused
+        grid = (lo + k * step).astype(np.float32)
+        shape = (w.shape[target.axis],) + tuple(d for i, d in enumerate(w.shape) if i != target.axis)
+        made[t] = np.moveaxis(grid.reshape(shape), 0, target.axis)
+        g = _with_data(g, t, made[t])
+    assert len(made) >= 3
+    c = compress(g, CompressOptions(weight_bits_fit=True, codec="uniform"))
+    for t, w in made.items():
+        assert "uniform3" in c.notes[t], c.notes[t]
+        span = np.ptp(w)
+        assert np.abs(np.asarray(c.graph.tensors[t].data) - w).max() <= 1e-5 * span
+    back = consts(read_xnn(c.to_bytes()))
+    for t, w in made.items():
+        assert np.abs(back[g.tensors[t].name] - w).max() <= 1e-5 * np.ptp(w)
+    # one weight moved off its channel's grid (by 0.3701 of a step): the tensor is not fitted (nor on
+    # a finer grid: the step would have to divide 0.3701)
+    t0 = next(iter(made))
+    w = made[t0].copy()
+    rows = _channel_rows(w, tg[t0].axis)
+    off = rows.copy()
+    off[0, 1] += 0.3701 * (rows[0].max() - rows[0].min()) / 7
+    shape = (w.shape[tg[t0].axis],) + tuple(d for i, d in enumerate(w.shape) if i != tg[t0].axis)
+    g2 = _with_data(g, t0, np.moveaxis(off.reshape(shape), 0, tg[t0].axis).astype(np.float32))
+    c2 = compress(g2, CompressOptions(weight_bits_fit=True, codec="uniform"))
+    assert "uniform" not in c2.notes.get(t0, "")
+    assert np.asarray(c2.graph.tensors[t0].data).tobytes() == np.asarray(g2.tensors[t0].data).tobytes()
+
+
 def test_per_tensor_bits_and_min_size():
     g = stored(LSTM_I)
     tg = weight_targets(g)

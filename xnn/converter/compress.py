@@ -60,7 +60,10 @@ per-channel int8 weights. Biases and other constants are only entropy-coded.
    `weight_bits_fit`: a tensor whose codes of some width B <= 7 reproduce it (k-means: at most 2^B
    distinct values per group; uniform: every value within half a level step of float rounding, or
    one integer for int8, of its level) gets the smallest such B, unless the options above give it
-   fewer bits. This is how a model trained on those grids (models.train --qat-bits) is stored
+   fewer bits. Float uniform codes also fit channels that do not reach both ends of their grid:
+   lo = the smallest value, step = the largest that puts every value on lo + k·step
+   (models.train --qat-grid-from keeps the float model's grids, which post-training gptq codes
+   need not fill). This is how a model trained on those grids (models.train --qat-bits) is stored
    without choosing the widths again: a QAT'd int8 model's channels sit on their uniform grids up
    to TensorFlow's int8 rounding. With coarse parameters a float tensor's width is found on exact
    code parameters and then coded with the bfloat16 ones (which cannot reproduce a grid exactly).
@@ -614,12 +617,13 @@ def _output_heads(g: Graph) -> set:
 
 
 def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool, opts: CompressOptions,
-                   progress, label: str, bits=None, hessian=None):
+                   progress, label: str, bits=None, hessian=None, grid=None):
     """(Encoded or None, decoded array, note) for one (possibly pruned) weight tensor: the smallest
     of dense, sparse (pruned: element or channel mask) and, with weight_bits, coded values; a lossy
     code only where it is smaller than both lossless forms. `hessian` (gptq.collect_hessians, for an
     unpruned tensor): the codes' levels are chosen with error feedback (gptq.gptq_round) instead of
-    nearest rounding, on the levels plain rounding would have."""
+    nearest rounding, on the levels plain rounding would have. `grid`: float uniform codes on these
+    per-channel (lo, step) float64 arrays instead of min/max ones (_step_grid; unpruned tensors)."""
     w = np.asarray(spec.data)
     dt = np.dtype(spec.dtype)
     le = dt.newbyteorder("<")
@@ -667,6 +671,12 @@ def _encode_weight(t: int, spec: TensorSpec, target: Target, kept, pruned: bool,
             grid = _palette_books(vals, groups, Gs, bits, dt, opts, [opts.seed, t])
         elif dt == np.int8:
             grid = _affine_i8_grid(vals, groups, Gs)
+        elif grid is not None and mask is None and not shared:
+            lo32 = grid[0].astype(np.float32)
+            step32 = grid[1].astype(np.float32)
+            if opts.coarse_params:
+                lo32, step32 = round_bf16(lo32), round_bf16(step32)
+            grid = (lo32, step32)
         else:
             grid = _affine_grid(vals, groups, Gs, bits, opts.coarse_params)
         rounding = ""
@@ -801,6 +811,17 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
     # code at that width with the coarse ones
     probe = replace(opts, coarse_params=False) if opts.coarse_params and dt.kind == "f" else opts
     top = min(7, cap - 1) if cap else 7
+    # float uniform codes whose channels need not reach both ends of their grid (e.g. trained with
+    # models.train --qat-grid-from on post-training gptq codes): each channel's step is the
+    # smallest gap between its values, its lo the smallest value
+    grid, step_bits = None, None
+    if opts.codec == "uniform" and dt.kind == "f" and kept is None and not pruned:
+        grid = _step_grid(rows, tol)
+        if grid is not None:
+            ok = grid[1] > 0
+            span = np.where(ok, np.rint((rows.max(axis=1) - grid[0]) / np.where(ok, grid[1], 1)), 0)
+            step_bits = max(1, math.ceil(math.log2(float(span.max()) + 1)))
+            top = min(top, step_bits)
     for bits in range(max(1, math.ceil(math.log2(distinct))), top + 1):
         got = _encode_weight(t, spec, target, kept, pruned, probe, None, label, bits)
         if got[0] is None:
@@ -809,7 +830,43 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
             if probe is not opts:
                 got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits)
             return got if got[0] is not None else None
-    return None
+    if grid is None or step_bits > top:
+        return None
+    bits = step_bits
+    got = _encode_weight(t, spec, target, kept, pruned, probe, None, label, bits, grid=grid)
+    if got[0] is None or not np.all(np.abs(_channel_rows(got[1], target.axis) - rows) <= tol):
+        return None
+    if probe is not opts:
+        got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits, grid=grid)
+    return got if got[0] is not None else None
+
+
+def _step_grid(rows: np.ndarray, tol: np.ndarray):
+    """Per row (lo, step) float64 with every value within tol of lo + k·step for an integer
+    0 <= k < 128: lo = the smallest value, step = the largest that fits, the smallest gap between
+    distinct values (larger than tol) divided by the smallest integer d that makes every value fit
+    (the gaps are multiples of the step: a row using levels 1, 3 and 6 has gaps 2 and 3); a constant
+    row gets step 0. None when some row is on no such grid."""
+    lo = rows.min(axis=1)
+    step = np.zeros(rows.shape[0])
+    for c, r in enumerate(rows):
+        u = np.unique(r)
+        gaps = np.diff(u)
+        gaps = gaps[gaps > tol[c, 0]]
+        if gaps.size == 0:
+            continue
+        span = u[-1] - u[0]
+        for d in range(1, 128):
+            s = gaps.min() / d
+            if span / s > 127.5:
+                return None
+            k = np.rint((u - lo[c]) / s)
+            if np.abs(lo[c] + k * s - u).max() <= tol[c, 0]:
+                step[c] = s
+                break
+        else:
+            return None
+    return lo, step
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
