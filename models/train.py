@@ -285,10 +285,13 @@ def trained_variables(model, a, log) -> list:
 
 def grid_from(tf, plan, a, build, log) -> list:
     """--qat-grid-from RUN (float grid): per planned kernel the (lo, step) of RUN's same kernel
-    (lo = min, step = (max - lo) / (K - 1) per channel), as constants. RUN is the float model whose
+    (lo = min, step = (max - lo) / (K - 1) per channel, each rounded to bfloat16 as `xnn convert
+    --coarse-params` rounds them), as constants. RUN is the float model whose
     post-training codes (`xnn convert --weight-rounding gptq`, imported as --init) start this run:
     GPTQ keeps the float model's per-channel grids but need not use their end levels, so the grid of
     the rounded weights' own min/max would move every weight of such a channel."""
+    from xnn.converter.xnn_format import round_bf16
+
     if a.qat_grid != "float":
         raise SystemExit("--qat-grid-from needs --qat-grid float")
     if build is None:
@@ -302,8 +305,9 @@ def grid_from(tf, plan, a, build, log) -> list:
             raise SystemExit(f"--qat-grid-from {a.qat_grid_from}: no kernel {name} of shape {list(v.shape)}")
         w = np.asarray(by_name[name].numpy(), np.float64)
         red = tuple(i for i in range(w.ndim) if i != ax)
-        lo = w.min(axis=red, keepdims=True)
-        step = (w.max(axis=red, keepdims=True) - lo) / ((1 << b) - 1)
+        # as `xnn convert --coarse-params` rounds a float grid: lo, then step, to bfloat16
+        lo = round_bf16(w.min(axis=red, keepdims=True).astype(np.float32))
+        step = round_bf16(((w.max(axis=red, keepdims=True) - lo.astype(np.float64)) / ((1 << b) - 1)).astype(np.float32))
         out.append((tf.constant(lo, tf.float32), tf.constant(step, tf.float32)))
     log(f"QAT grids of {len(out)} kernels from {a.qat_grid_from}")
     return out

@@ -862,6 +862,36 @@ def test_weight_bits_fit_finds_float_grids_whose_end_levels_are_unused():
     assert np.asarray(c2.graph.tensors[t0].data).tobytes() == np.asarray(g2.tensors[t0].data).tobytes()
 
 
+def test_weight_bits_fit_with_coarse_params_keeps_bfloat16_grids_exactly():
+    """Grids whose lo and step are bfloat16 numbers (models.train --qat-grid-from trains on them),
+    end levels unused in every other channel: --weight-bits-fit --coarse-params stores them exactly
+    (it finds the bfloat16 lo below each channel's smallest value), as bfloat16 parameters."""
+    from xnn.converter.compress import _with_data
+    from xnn.converter.xnn_format import round_bf16
+
+    g = stored(LSTM_F)
+    tg = weight_targets(g)
+    rng = np.random.default_rng(4)
+    made = {}
+    for t, target in tg.items():
+        w = np.asarray(g.tensors[t].data)
+        if w.dtype != np.float32 or w.size < 64:
+            continue
+        rows = _channel_rows(w, target.axis)
+        lo = round_bf16(rows.min(axis=1, keepdims=True).astype(np.float32))
+        step = round_bf16(((rows.max(axis=1, keepdims=True) - lo) / 7).astype(np.float32))
+        k = rng.integers(0, 8, size=rows.shape).astype(np.float32)
+        k[::2] = np.clip(k[::2], 2, 5)
+        grid = lo + k * step  # float32, as the training graph computes it
+        shape = (w.shape[target.axis],) + tuple(d for i, d in enumerate(w.shape) if i != target.axis)
+        made[t] = np.moveaxis(grid.reshape(shape), 0, target.axis)
+        g = _with_data(g, t, made[t])
+    c = compress(g, CompressOptions(weight_bits_fit=True, codec="uniform", coarse_params=True))
+    for t, w in made.items():
+        assert "uniform3/bf16" in c.notes[t], c.notes[t]
+        assert np.abs(np.asarray(c.graph.tensors[t].data) - w).max() <= 1e-5 * np.ptp(w)
+
+
 def test_per_tensor_bits_and_min_size():
     g = stored(LSTM_I)
     tg = weight_targets(g)

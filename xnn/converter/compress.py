@@ -837,8 +837,40 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
     if got[0] is None or not np.all(np.abs(_channel_rows(got[1], target.axis) - rows) <= tol):
         return None
     if probe is not opts:
-        got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits, grid=grid)
+        got = _encode_weight(t, spec, target, kept, pruned, opts, None, label, bits,
+                             grid=_bf16_step_grid(grid, rows, bits, tol))
     return got if got[0] is not None else None
+
+
+def _bf16_step_grid(grid, rows: np.ndarray, bits: int, tol: np.ndarray) -> tuple:
+    """A _step_grid for coarse (bfloat16) parameters: step rounded to bfloat16, and per row the
+    first of the grid's levels at or below its smallest value, lo - j·step, that is a bfloat16
+    number and leaves room for the row's largest value in 2^bits levels (the lo a grid trained on
+    bfloat16 parameters had: models.train --qat-grid-from), else lo rounded to bfloat16."""
+    lo, step = grid
+    K = 1 << bits
+    top = rows.max(axis=1)
+    # the step itself: the fitted one is the largest that fits, a multiple of the trained one where a
+    # row's values skip levels (gaps of 3 steps): the largest step / d that is a bfloat16 number
+    sub = np.where(step > 0, step, 0.0)
+    done = step <= 0
+    for d in range(1, K):
+        s = (step / d).astype(np.float32)
+        ok = (round_bf16(s) == s) & (np.abs(s - step / d) <= tol[:, 0] / K) & ((top - lo) <= (K - 1) * (step / d) + tol[:, 0]) & ~done
+        sub[ok] = s[ok]
+        done |= ok
+    sub[~done] = step[~done]
+    step = sub
+    out = round_bf16(lo.astype(np.float32)).astype(np.float64)
+    found = step <= 0
+    for j in range(K):
+        cand = lo - j * step
+        c32 = cand.astype(np.float32)
+        ok = ((round_bf16(c32) == c32) & (np.abs(c32 - cand) <= tol[:, 0])
+              & (top <= cand + (K - 1) * step + tol[:, 0]) & ~found)
+        out[ok] = c32[ok]
+        found |= ok
+    return out, round_bf16(step.astype(np.float32)).astype(np.float64)
 
 
 def _step_grid(rows: np.ndarray, tol: np.ndarray):
