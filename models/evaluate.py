@@ -41,13 +41,14 @@ import numpy as np
 from . import rec_spec as rs
 
 
-def test_set(spec: rs.RecSpec, n: int, cache: str = "runs/cache"):
+def test_set(spec: rs.RecSpec, n: int, cache: str = "runs/cache", start: int = 0):
+    """n held-out lines of TEST_SEED from sample `start` on (cached)."""
     d = os.path.join(cache, spec.cache_name)
-    path = os.path.join(d, f"test_{n}.npz")
+    path = os.path.join(d, f"test_{n}.npz" if not start else f"test_{start}_{n}.npz")
     if os.path.exists(path):
         z = np.load(path)
         return z["x"], list(z["texts"])
-    x, t = rs.render_set(spec, n, rs.TEST_SEED)
+    x, t = rs.render_set(spec, n, rs.TEST_SEED, start=start)
     os.makedirs(d, exist_ok=True)
     np.savez_compressed(path, x=x, texts=np.array(t, dtype=str))
     return x, t
@@ -131,12 +132,12 @@ def _is_tflite(path: str) -> bool:
 
 
 def evaluate(folder: str, n: int = 1000, litert: int = 0, cache: str = "runs/cache", log=print,
-             models=None) -> dict:
+             models=None, start: int = 0) -> dict:
     specs = glob.glob(os.path.join(folder, "*.json"))
     if len(specs) != 1:
         raise SystemExit(f"expected one <name>.json spec in {folder}, found {specs}")
     spec = rs.RecSpec.from_json(open(specs[0], encoding="utf-8").read())
-    x, truth = test_set(spec, n, cache)
+    x, truth = test_set(spec, n, cache, start)
     res = {"name": spec.name, "n": len(truth)}
     for kind, path in _model_paths(folder, spec.name, models):
         acc, preds, ys, m = recognizer_accuracy(path, spec, x, truth)
@@ -309,6 +310,9 @@ def main(argv=None):
     ap.add_argument("folder", help="export folder (<name>.json, <name>_float.tflite, <name>_int8.tflite)")
     ap.add_argument("--n", type=int, default=1000, help="held-out lines (seed TEST_SEED)")
     ap.add_argument("--litert", type=int, default=0, help="check xnn == LiteRT on the first K lines")
+    ap.add_argument("--start", type=int, default=0, metavar="S",
+                    help="recognizers: held-out lines from sample S of TEST_SEED on (a set apart from the usual "
+                         "first --n lines, e.g. to check a model chosen on those)")
     ap.add_argument("--cache", default="runs/cache")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--threshold", type=float, default=0.5, help="detector score threshold")
@@ -323,7 +327,7 @@ def main(argv=None):
         res = evaluate_detector(a.folder, specs[0], a.n, a.litert, a.threshold, decoder=a.decoder,
                                 cache=a.cache, models=a.model)
     else:
-        res = evaluate(a.folder, a.n, a.litert, a.cache, models=a.model)
+        res = evaluate(a.folder, a.n, a.litert, a.cache, models=a.model, start=a.start)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
