@@ -290,7 +290,7 @@ def grid_from(tf, plan, a, build, log) -> list:
     post-training codes (`xnn convert --weight-rounding gptq`, imported as --init) start this run:
     GPTQ keeps the float model's per-channel grids but need not use their end levels, so the grid of
     the rounded weights' own min/max would move every weight of such a channel."""
-    from xnn.converter.xnn_format import round_bf16
+    from xnn.converter.compress import _affine_grid, _channel_rows
 
     if a.qat_grid != "float":
         raise SystemExit("--qat-grid-from needs --qat-grid float")
@@ -303,12 +303,14 @@ def grid_from(tf, plan, a, build, log) -> list:
     for name, v, ax, b, _ in plan:
         if name not in by_name or tuple(by_name[name].shape) != tuple(v.shape):
             raise SystemExit(f"--qat-grid-from {a.qat_grid_from}: no kernel {name} of shape {list(v.shape)}")
-        w = np.asarray(by_name[name].numpy(), np.float64)
-        red = tuple(i for i in range(w.ndim) if i != ax)
-        # as `xnn convert --coarse-params` rounds a float grid: lo, then step, to bfloat16
-        lo = round_bf16(w.min(axis=red, keepdims=True).astype(np.float32))
-        step = round_bf16(((w.max(axis=red, keepdims=True) - lo.astype(np.float64)) / ((1 << b) - 1)).astype(np.float32))
-        out.append((tf.constant(lo, tf.float32), tf.constant(step, tf.float32)))
+        w = by_name[name].numpy()
+        rows = _channel_rows(w, ax)  # [C, n]
+        C, n = rows.shape
+        # the converter's own grid with --coarse-params: lo, then step, rounded to bfloat16
+        lo, step = _affine_grid(rows.reshape(-1), np.repeat(np.arange(C), n), C, b, coarse=True)
+        shape = [1] * w.ndim
+        shape[ax] = C
+        out.append((tf.constant(lo.reshape(shape)), tf.constant(step.reshape(shape))))
     log(f"QAT grids of {len(out)} kernels from {a.qat_grid_from}")
     return out
 

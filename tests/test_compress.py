@@ -815,31 +815,40 @@ def test_weight_bits_fit_with_coarse_params_keeps_the_float_grid_width():
     read_xnn(c.to_bytes())
 
 
+def _on_3bit_grids(g, rng, grid, inner):
+    """g with every float weight tensor of >= 64 elements moved onto per-channel grids lo + k·step,
+    k in 0..7 ((lo, step) = grid(channel rows)), every other channel using only k in `inner`
+    (its end levels unused); values computed in float32, as a training graph does. (g, {t: array})."""
+    from xnn.converter.compress import _from_channel_rows, _with_data
+
+    made = {}
+    for t, target in weight_targets(g).items():
+        w = np.asarray(g.tensors[t].data)
+        if w.dtype != np.float32 or w.size < 64:
+            continue
+        rows = _channel_rows(w, target.axis)
+        lo, step = (np.asarray(a, np.float32) for a in grid(rows))
+        k = rng.integers(0, 8, size=rows.shape).astype(np.float32)
+        k[::2] = np.clip(k[::2], *inner)
+        made[t] = _from_channel_rows(lo + k * step, w.shape, target.axis)
+        g = _with_data(g, t, made[t])
+    assert len(made) >= 3
+    return g, made
+
+
 def test_weight_bits_fit_finds_float_grids_whose_end_levels_are_unused():
     """Float weights on per-channel uniform grids lo + k·step, k in 0..7, where some channels use
     neither k = 0 nor k = 7 (what post-training gptq codes fine-tuned on their float model's grid,
     models.train --qat-grid-from, look like): --weight-bits-fit stores them as 3-bit codes exactly
     (the min/max grid of such a channel has another step); off-grid weights are not fitted."""
-    from xnn.converter.compress import _with_data
+    from xnn.converter.compress import _from_channel_rows, _with_data
 
-    g = stored(LSTM_F)
-    tg = weight_targets(g)
-    rng = np.random.default_rng(3)
-    made = {}
-    for t, target in tg.items():
-        w = np.asarray(g.tensors[t].data)
-        if w.dtype != np.float32 or w.size < 64:
-            continue
-        rows = _channel_rows(w, target.axis)
+    def grid(rows):
         lo = rows.min(axis=1, keepdims=True)
-        step = (rows.max(axis=1, keepdims=True) - lo) / 7
-        k = rng.integers(0, 8, size=rows.shape)
-        k[::2] = np.clip(k[::2], 1, 6)  # every other channel: end levels unused
-        grid = (lo + k * step).astype(np.float32)
-        shape = (w.shape[target.axis],) + tuple(d for i, d in enumerate(w.shape) if i != target.axis)
-        made[t] = np.moveaxis(grid.reshape(shape), 0, target.axis)
-        g = _with_data(g, t, made[t])
-    assert len(made) >= 3
+        return lo, (rows.max(axis=1, keepdims=True) - lo) / 7
+
+    g, made = _on_3bit_grids(stored(LSTM_F), np.random.default_rng(3), grid, (1, 6))
+    tg = weight_targets(g)
     c = compress(g, CompressOptions(weight_bits_fit=True, codec="uniform"))
     for t, w in made.items():
         assert "uniform3" in c.notes[t], c.notes[t]
@@ -855,8 +864,7 @@ def test_weight_bits_fit_finds_float_grids_whose_end_levels_are_unused():
     rows = _channel_rows(w, tg[t0].axis)
     off = rows.copy()
     off[0, 1] += 0.3701 * (rows[0].max() - rows[0].min()) / 7
-    shape = (w.shape[tg[t0].axis],) + tuple(d for i, d in enumerate(w.shape) if i != tg[t0].axis)
-    g2 = _with_data(g, t0, np.moveaxis(off.reshape(shape), 0, tg[t0].axis).astype(np.float32))
+    g2 = _with_data(g, t0, _from_channel_rows(off, w.shape, tg[t0].axis).astype(np.float32))
     c2 = compress(g2, CompressOptions(weight_bits_fit=True, codec="uniform"))
     assert "uniform" not in c2.notes.get(t0, "")
     assert np.asarray(c2.graph.tensors[t0].data).tobytes() == np.asarray(g2.tensors[t0].data).tobytes()
@@ -866,26 +874,13 @@ def test_weight_bits_fit_with_coarse_params_keeps_bfloat16_grids_exactly():
     """Grids whose lo and step are bfloat16 numbers (models.train --qat-grid-from trains on them),
     end levels unused in every other channel: --weight-bits-fit --coarse-params stores them exactly
     (it finds the bfloat16 lo below each channel's smallest value), as bfloat16 parameters."""
-    from xnn.converter.compress import _with_data
     from xnn.converter.xnn_format import round_bf16
 
-    g = stored(LSTM_F)
-    tg = weight_targets(g)
-    rng = np.random.default_rng(4)
-    made = {}
-    for t, target in tg.items():
-        w = np.asarray(g.tensors[t].data)
-        if w.dtype != np.float32 or w.size < 64:
-            continue
-        rows = _channel_rows(w, target.axis)
+    def grid(rows):
         lo = round_bf16(rows.min(axis=1, keepdims=True).astype(np.float32))
-        step = round_bf16(((rows.max(axis=1, keepdims=True) - lo) / 7).astype(np.float32))
-        k = rng.integers(0, 8, size=rows.shape).astype(np.float32)
-        k[::2] = np.clip(k[::2], 2, 5)
-        grid = lo + k * step  # float32, as the training graph computes it
-        shape = (w.shape[target.axis],) + tuple(d for i, d in enumerate(w.shape) if i != target.axis)
-        made[t] = np.moveaxis(grid.reshape(shape), 0, target.axis)
-        g = _with_data(g, t, made[t])
+        return lo, round_bf16(((rows.max(axis=1, keepdims=True) - lo) / 7).astype(np.float32))
+
+    g, made = _on_3bit_grids(stored(LSTM_F), np.random.default_rng(4), grid, (2, 5))
     c = compress(g, CompressOptions(weight_bits_fit=True, codec="uniform", coarse_params=True))
     for t, w in made.items():
         assert "uniform3/bf16" in c.notes[t], c.notes[t]

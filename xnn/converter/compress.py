@@ -812,15 +812,14 @@ def _fitted(t, spec, target, kept, pruned, opts, label, cap):
     probe = replace(opts, coarse_params=False) if opts.coarse_params and dt.kind == "f" else opts
     top = min(7, cap - 1) if cap else 7
     # float uniform codes whose channels need not reach both ends of their grid (e.g. trained with
-    # models.train --qat-grid-from on post-training gptq codes): each channel's step is the
-    # smallest gap between its values, its lo the smallest value
+    # models.train --qat-grid-from on post-training gptq codes): each channel's lo is its smallest
+    # value, its step the largest that puts all its values on lo + k·step (_step_grid)
     grid, step_bits = None, None
     if opts.codec == "uniform" and dt.kind == "f" and kept is None and not pruned:
-        grid = _step_grid(rows, tol)
-        if grid is not None:
-            ok = grid[1] > 0
-            span = np.where(ok, np.rint((rows.max(axis=1) - grid[0]) / np.where(ok, grid[1], 1)), 0)
-            step_bits = max(1, math.ceil(math.log2(float(span.max()) + 1)))
+        fit = _step_grid(rows, tol)
+        if fit is not None:
+            grid, levels = fit[:2], fit[2]
+            step_bits = max(1, math.ceil(math.log2(levels)))
             top = min(top, step_bits)
     for bits in range(max(1, math.ceil(math.log2(distinct))), top + 1):
         got = _encode_weight(t, spec, target, kept, pruned, probe, None, label, bits)
@@ -852,14 +851,14 @@ def _bf16_step_grid(grid, rows: np.ndarray, bits: int, tol: np.ndarray) -> tuple
     top = rows.max(axis=1)
     # the step itself: the fitted one is the largest that fits, a multiple of the trained one where a
     # row's values skip levels (gaps of 3 steps): the largest step / d that is a bfloat16 number
-    sub = np.where(step > 0, step, 0.0)
+    sub = step.copy()  # rows no d serves keep the fitted step (rounded below)
     done = step <= 0
     for d in range(1, K):
         s = (step / d).astype(np.float32)
-        ok = (round_bf16(s) == s) & (np.abs(s - step / d) <= tol[:, 0] / K) & ((top - lo) <= (K - 1) * (step / d) + tol[:, 0]) & ~done
+        ok = ((round_bf16(s) == s) & (np.abs(s - step / d) <= tol[:, 0] / K)
+              & ((top - lo) <= (K - 1) * (step / d) + tol[:, 0]) & ~done)
         sub[ok] = s[ok]
         done |= ok
-    sub[~done] = step[~done]
     step = sub
     out = round_bf16(lo.astype(np.float32)).astype(np.float64)
     found = step <= 0
@@ -874,13 +873,15 @@ def _bf16_step_grid(grid, rows: np.ndarray, bits: int, tol: np.ndarray) -> tuple
 
 
 def _step_grid(rows: np.ndarray, tol: np.ndarray):
-    """Per row (lo, step) float64 with every value within tol of lo + k·step for an integer
-    0 <= k < 128: lo = the smallest value, step = the largest that fits, the smallest gap between
-    distinct values (larger than tol) divided by the smallest integer d that makes every value fit
-    (the gaps are multiples of the step: a row using levels 1, 3 and 6 has gaps 2 and 3); a constant
-    row gets step 0. None when some row is on no such grid."""
+    """(lo, step, levels): per row lo and step float64 with every value within tol of lo + k·step
+    for an integer 0 <= k < 128, and the number of levels the widest row spans (max k + 1). lo = the
+    smallest value, step = the largest that fits, the smallest gap between distinct values (larger
+    than tol) divided by the smallest integer d that makes every value fit (the gaps are multiples
+    of the step: a row using levels 1, 3 and 6 has gaps 2 and 3); a constant row gets step 0. None
+    when some row is on no such grid."""
     lo = rows.min(axis=1)
     step = np.zeros(rows.shape[0])
+    levels = 1
     for c, r in enumerate(rows):
         u = np.unique(r)
         gaps = np.diff(u)
@@ -895,10 +896,11 @@ def _step_grid(rows: np.ndarray, tol: np.ndarray):
             k = np.rint((u - lo[c]) / s)
             if np.abs(lo[c] + k * s - u).max() <= tol[c, 0]:
                 step[c] = s
+                levels = max(levels, int(k[-1]) + 1)
                 break
         else:
             return None
-    return lo, step
+    return lo, step, levels
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
