@@ -30,7 +30,8 @@ or of a shipped model turned back into a run by models.import_zoo. --distill W a
 teacher's outputs (the float model, --teacher, default --init): the KL divergence from its per-frame
 distributions (recognizer), its score map and geometry as soft targets (detector). --train-only REGEX
 updates only the matching variables (e.g. 'gamma|beta|bias': batch-norm scales and biases around
-kernels held on post-training codes imported with models.import_zoo).
+kernels held on post-training codes imported with models.import_zoo). --qat-learn-grid LR (with
+--qat-grid-from) also learns each kernel's per-channel grid (LSQ-style straight-through gradients).
 """
 from __future__ import annotations
 
@@ -157,10 +158,11 @@ def _tensorflow(threads):
     return tf, keras
 
 
-def _checkpoints(tf, model, opt, out, restart, log):
-    """(epoch variable, CheckpointManager) for OUT/ckpt, restored from the latest checkpoint."""
+def _checkpoints(tf, model, opt, out, restart, log, extra=None):
+    """(epoch variable, CheckpointManager) for OUT/ckpt, restored from the latest checkpoint.
+    `extra`: more named trackables to save (a checkpoint without them restores the rest)."""
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var, **(extra or {}))
     mgr = tf.train.CheckpointManager(ckpt, os.path.join(out, "ckpt"), max_to_keep=2)
     if mgr.latest_checkpoint and not restart:
         ckpt.restore(mgr.latest_checkpoint).expect_partial()
@@ -265,6 +267,31 @@ def fake_quant(tf, w, axis: int, bits: int, blocks=None, grid: str = "int8", fix
     return tf.where(ok, level(pick) * s, w)
 
 
+def grid_grads(xp, w, lo, step, g, K1: float, red) -> tuple:
+    """Straight-through gradients of a learned uniform grid (LSQ, Esser et al. 2020) for the weights
+    w_q = lo + step·clip(round((w - lo) / step), 0, K1) of one kernel: (d_lo, d_step, g_w) from g =
+    dL/dw_q, with lo/step per channel (summed over the axes `red`). A weight inside the grid's range
+    passes g to w and moves step by g·(q - u) (u = (w - lo)/step: its rounding error, in steps); one
+    below lo or above lo + K1·step gets no weight gradient and moves lo by g and step by g·q (q = 0 or
+    K1), so training can narrow or widen each channel's range (clipping outliers or not).
+    `xp`: numpy, or a namespace of the same names over TensorFlow (_tf_ops)."""
+    u = (w - lo) / step
+    q = xp.clip(xp.round(u), 0.0, K1)
+    inside = xp.logical_and(u >= 0.0, u <= K1)
+    zero = xp.zeros_like(g)
+    d_step = xp.sum(g * xp.where(inside, q - u, q), axis=red, keepdims=True)
+    d_lo = xp.sum(xp.where(inside, zero, g), axis=red, keepdims=True)
+    return d_lo, d_step, xp.where(inside, g, zero)
+
+
+def _tf_ops(tf):
+    """the numpy names grid_grads uses, over TensorFlow"""
+    from types import SimpleNamespace
+    return SimpleNamespace(clip=tf.clip_by_value, round=tf.round, logical_and=tf.logical_and, where=tf.where,
+                           zeros_like=tf.zeros_like, sum=lambda x, axis, keepdims: tf.reduce_sum(
+                               x, axis=axis, keepdims=keepdims))
+
+
 def trained_variables(model, a, log) -> list:
     """The variables the optimizer updates: all trainable ones, or with --train-only REGEX those
     whose name matches (the others keep their values)."""
@@ -315,10 +342,95 @@ def grid_from(tf, plan, a, build, log) -> list:
     return out
 
 
-def qat_hooks(tf, model, a, log, build=None):
-    """(to_grid, restore) for the run's QAT plan (no-ops without --qat-bits/--qat-bits-for):
-    to_grid() puts the planned kernels on their grids and returns the float values that restore()
-    puts back. The plan goes to OUT/qat.json."""
+class _QAT:
+    """The run's QAT plan at work: to_grid() puts the planned kernels on their grids and returns the
+    float values that restore() puts back; learn() (with --qat-learn-grid) turns the kernels'
+    gradients into their grids' and updates those; `trackables` go into the checkpoint."""
+
+    def __init__(self, tf, keras, plan, grid, fixed, learn_lr=0.0):
+        self.tf, self.plan, self.grid, self.fixed = tf, plan, grid, fixed
+        self.grids, self.trackables, self.opt = [], {}, None
+        if learn_lr:
+            # per kernel and channel: s = log(step), m = lo / step, so that the optimizer's steps are
+            # relative (a learning rate of 1e-3 moves a step by ~0.1%, lo by ~0.001 steps)
+            for (name, *_), (lo, st) in zip(plan, fixed):
+                ok = (st > 0).numpy()
+                st_ = np.where(ok, st.numpy(), 1.0)
+                self.grids.append((tf.Variable(np.log(st_).astype(np.float32), trainable=False),
+                                   tf.Variable((lo.numpy() / st_).astype(np.float32), trainable=False),
+                                   tf.constant(ok)))
+            self.opt = keras.optimizers.Adam(learn_lr)
+            self.trackables = {"qat_grid": tf.train.Checkpoint(
+                vars=[v for s_, m_, _ in self.grids for v in (s_, m_)], optimizer=self.opt)}
+
+    def _grid(self, i):
+        """kernel i's (lo, step): the fixed ones, or the learned ones rounded to bfloat16 (so that
+        `xnn convert --coarse-params` stores them as trained); step 0 where a channel stays exact"""
+        if not self.grids:
+            return self.fixed[i]
+        tf = self.tf
+        s_, m_, ok = self.grids[i]
+        st = tf.exp(s_)
+        bf = (lambda x: tf.cast(tf.cast(x, tf.bfloat16), tf.float32))
+        return bf(m_ * st), tf.where(ok, bf(st), 0.0)
+
+    def to_grid(self):
+        saved = [self.tf.identity(p[1]) for p in self.plan]
+        for i, (_, v, ax, b, blocks) in enumerate(self.plan):
+            fx = self._grid(i) if self.fixed[i] is not None else None
+            v.assign(fake_quant(self.tf, v, ax, b, blocks, self.grid, fx))
+        return saved
+
+    def restore(self, saved):
+        for p, s in zip(self.plan, saved):
+            p[1].assign(s)
+
+    def learn(self, grads, train_vars, saved):
+        """grads (of train_vars, at the rounded kernels) -> the same list with the learned-grid kernels'
+        gradients masked (grid_grads), after one update of their grids; `saved`: to_grid()'s floats"""
+        if not self.grids:
+            return grads
+        tf, xp = self.tf, _tf_ops(self.tf)
+        at = {id(v): j for j, v in enumerate(train_vars)}
+        grads, pairs = list(grads), []
+        for i, (_, v, ax, b, _) in enumerate(self.plan):
+            j = at.get(id(v))
+            if j is None or grads[j] is None:
+                continue
+            s_, m_, ok = self.grids[i]
+            lo, st = self._grid(i)
+            st1 = tf.where(ok, st, 1.0)
+            red = [k for k in range(v.shape.rank) if k != ax]
+            d_lo, d_st, g_w = grid_grads(xp, saved[i], lo, st1, grads[j], float((1 << b) - 1), red)
+            grads[j] = tf.where(ok, g_w, grads[j])
+            zero = tf.zeros_like(d_lo)
+            # chain rule to (s, m): step = e^s, lo = m·e^s
+            pairs += [(tf.where(ok, d_st * st1 + d_lo * lo, zero), s_), (tf.where(ok, d_lo * st1, zero), m_)]
+        if pairs:
+            self.opt.apply_gradients(pairs)
+        return grads
+
+    def grid_summary(self) -> str:
+        """how far the learned grids moved from where they started (for the epoch log)"""
+        if not self.grids:
+            return ""
+        r, c = [], []
+        for i, (_, v, ax, b, _) in enumerate(self.plan):
+            lo, st = (x.numpy() for x in self._grid(i))
+            lo0, st0 = (x.numpy() for x in self.fixed[i])
+            ok = st0 > 0
+            r.append(np.abs(np.log(st[ok] / st0[ok])))
+            w = v.numpy()
+            u = (w - lo) / np.where(st > 0, st, 1.0)
+            c.append((((u < -0.5) | (u > (1 << b) - 0.5)) & (st > 0)).mean())
+        r = np.concatenate(r)
+        return (f"learned grids: step moved {100 * np.mean(np.expm1(r)):.1f}% on average "
+                f"(max {100 * np.expm1(r.max()):.0f}%), {100 * np.mean(c):.2f}% of weights clipped")
+
+
+def qat_hooks(tf, model, a, log, build=None, keras=None) -> _QAT:
+    """the run's _QAT (its methods are no-ops without --qat-bits/--qat-bits-for). The plan goes to
+    OUT/qat.json."""
     plan = qat_plan(model, a.qat_bits, parse_bits_for(a.qat_bits_for), a.qat_min_size) \
         if (a.qat_bits or a.qat_bits_for) else []
     if plan:
@@ -327,20 +439,15 @@ def qat_hooks(tf, model, a, log, build=None):
             + ", ".join(f"{p[0]}={p[3]}" for p in plan))
         with open(os.path.join(a.out, "qat.json"), "w") as f:
             json.dump({"grid": a.qat_grid, "bits": {p[0]: p[3] for p in plan}}, f, indent=1)
-
+    learn = getattr(a, "qat_learn_grid", 0.0) or 0.0
+    if learn and not getattr(a, "qat_grid_from", None):
+        raise SystemExit("--qat-learn-grid needs --qat-grid-from RUN (the grids it starts from)")
+    if learn and not plan:
+        raise SystemExit("--qat-learn-grid needs a QAT plan (--qat-bits / --qat-bits-for)")
     fixed = grid_from(tf, plan, a, build, log) if getattr(a, "qat_grid_from", None) else [None] * len(plan)
-
-    def to_grid():
-        saved = [tf.identity(p[1]) for p in plan]
-        for (_, v, ax, b, blocks), fx in zip(plan, fixed):
-            v.assign(fake_quant(tf, v, ax, b, blocks, a.qat_grid, fx))
-        return saved
-
-    def restore(saved):
-        for p, s in zip(plan, saved):
-            p[1].assign(s)
-
-    return to_grid, restore
+    if learn:
+        log(f"learning the {len(plan)} kernels' grids (lo, step per channel) at rate {learn:g}")
+    return _QAT(tf, keras, plan, a.qat_grid, fixed, learn)
 
 
 def _fine_tune_copy(a, spec, spec_cls, data_only=()) -> bool:
@@ -423,12 +530,13 @@ def train_recognizer(a, log=print):
     log(f"{spec.name}: input 32x{spec.width}, {spec.frames} frames, {spec.n_classes} classes, "
         f"{model.count_params():,} parameters")
     opt = keras.optimizers.Adam(a.lr)
-    epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log)
+    qat = qat_hooks(tf, model, a, log, _rec_teacher(spec, rec), keras)
+    to_grid, restore = qat.to_grid, qat.restore
+    epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log, qat.trackables)
 
     B, T = a.batch, spec.frames
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),
            tf.TensorSpec((B,), tf.int32)]
-    to_grid, restore = qat_hooks(tf, model, a, log, _rec_teacher(spec, rec))
     train_vars = trained_variables(lm, a, log)
     teacher = _teacher(a, _rec_teacher(spec, rec), log)
     if teacher is not None:
@@ -451,6 +559,7 @@ def train_recognizer(a, log=print):
                     tf.reduce_sum(tf.exp(lt) * (lt - ls), axis=[1, 2]))
         grads = tape.gradient(loss, train_vars)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        grads = qat.learn(grads, train_vars, saved)  # --qat-learn-grid
         restore(saved)
         opt.apply_gradients(zip(grads, train_vars))
         return loss
@@ -469,6 +578,8 @@ def train_recognizer(a, log=print):
         n_steps = len(order) // B if a.steps <= 0 else min(a.steps, len(order) // B)
         lr = _lr(a, epoch)
         opt.learning_rate.assign(lr)
+        if qat.opt is not None:  # the grids' rate follows the same schedule
+            qat.opt.learning_rate.assign(a.qat_learn_grid * lr / a.lr)
         losses = []
         for s in range(n_steps):
             idx = order[s * B:(s + 1) * B]
@@ -492,6 +603,8 @@ def train_recognizer(a, log=print):
         hist.flush()
         log(f"epoch {epoch + 1}/{a.epochs}  loss {rec_['loss']:.4f}  lr {lr:.2e}  val seq {acc['seq_acc']:.4f} "
             f"char {acc['char_acc']:.4f}  ({len(keep)} lines, {t_train:.0f}s, {rec_['ms_per_line']} ms/line)")
+        if qat.grids:
+            log("  " + qat.grid_summary())
     to_grid()  # the final weights are the quantized ones (checkpoints keep the float shadow)
     model.save_weights(os.path.join(a.out, "final.weights.h5"))
     log(f"wrote {os.path.join(a.out, 'final.weights.h5')}")
@@ -596,6 +709,8 @@ def train_detector(a, log=print):
     log(f"{spec.name}: input {spec.height}x{spec.width}, output {spec.out_shape}, "
         f"{model.count_params():,} parameters")
     opt = keras.optimizers.Adam(a.lr)
+    qat = qat_hooks(tf, model, a, log)
+    to_grid, restore = qat.to_grid, qat.restore
     epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log)
 
     B = a.batch
@@ -603,7 +718,6 @@ def train_detector(a, log=print):
     sig = [tf.TensorSpec((B, spec.height, spec.width, 1), tf.float32), tf.TensorSpec((B, H4, W4, 1), tf.float32),
            tf.TensorSpec((B, H4, W4, 1), tf.float32), tf.TensorSpec((B, H4, W4, 5), tf.float32)]
 
-    to_grid, restore = qat_hooks(tf, model, a, log)
     train_vars = trained_variables(model, a, log)
 
     def det_teacher(run):
@@ -698,6 +812,12 @@ def _qat_args(p):
                    help="with --qat-grid float: keep each kernel's per-channel grid of RUN's model (its float "
                         "model) all through the run, instead of the grid of the current weights' min/max; for "
                         "a start on post-training (gptq) codes imported with models.import_zoo")
+    p.add_argument("--qat-learn-grid", type=float, default=0.0, metavar="LR",
+                   help="with --qat-grid-from (recognizer): learn each kernel's per-channel grid (lo, step) from "
+                        "there at learning rate LR (Adam on log step and lo/step, on --lr's schedule; e.g. 1e-4), with straight-"
+                        "through gradients (LSQ): a channel may narrow its range and clip outliers. lo and step "
+                        "are kept on bfloat16 numbers, so `xnn convert --weight-bits-fit --coarse-params` stores "
+                        "the trained weights exactly")
     p.add_argument("--freeze-bn", action="store_true",
                    help="run the training steps in inference mode: batch norm uses (and keeps) its moving "
                         "statistics instead of each batch's; for fine-tunes of a converged model (--init)")

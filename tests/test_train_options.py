@@ -37,3 +37,57 @@ def test_train_only_keeps_the_matching_variables_and_logs_their_size():
 def test_train_only_errors(pattern, message):
     with pytest.raises(SystemExit, match=message):
         trained_variables(_model(), SimpleNamespace(train_only=pattern), print)
+
+
+# ---- --qat-learn-grid: the straight-through (LSQ) gradients of a learned per-channel grid ----------
+
+def _grid_grads_by_hand(w, lo, step, g, K1):
+    """per channel (rows), one weight at a time: the rule grid_grads states"""
+    d_lo, d_step, g_w = np.zeros((w.shape[0], 1)), np.zeros((w.shape[0], 1)), np.zeros_like(g)
+    for c in range(w.shape[0]):
+        for k in range(w.shape[1]):
+            u = (w[c, k] - lo[c, 0]) / step[c, 0]
+            if u < 0:
+                d_lo[c] += g[c, k]
+            elif u > K1:
+                d_lo[c] += g[c, k]
+                d_step[c] += g[c, k] * K1
+            else:
+                d_step[c] += g[c, k] * (np.round(u) - u)
+                g_w[c, k] = g[c, k]
+    return d_lo, d_step, g_w
+
+
+def test_grid_grads_match_the_rule_weight_by_weight():
+    from models.train import grid_grads
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(5, 40))
+    lo = np.quantile(w, 0.1, axis=1, keepdims=True)           # a range that clips some weights each side
+    step = (np.quantile(w, 0.9, axis=1, keepdims=True) - lo) / 7
+    g = rng.normal(size=w.shape)
+    got = grid_grads(np, w, lo, step, g, 7.0, (1,))
+    want = _grid_grads_by_hand(w, lo, step, g, 7.0)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert (got[2] == 0).sum() > 0 and (got[2] != 0).sum() > 0   # both kinds of weights are present
+
+
+def test_grid_grads_are_the_derivative_of_the_clipped_part():
+    """Where every weight is clipped, w_q = lo (below) or lo + K1·step (above) exactly, so the
+    straight-through gradient is the true one: check it against finite differences."""
+    from models.train import grid_grads
+
+    w = np.array([[-3.0, -2.5, 4.0, 5.0]])
+    lo, step, K1 = np.array([[-1.0]]), np.array([[0.25]]), 7.0
+    g = np.array([[0.3, -0.7, 1.1, 0.2]])
+
+    def loss(lo_, st_):
+        q = np.clip(np.round((w - lo_) / st_), 0, K1)
+        return float((g * (lo_ + st_ * q)).sum())
+
+    d_lo, d_step, g_w = grid_grads(np, w, lo, step, g, K1, (1,))
+    e = 1e-6
+    assert d_lo[0, 0] == pytest.approx((loss(lo + e, step) - loss(lo - e, step)) / (2 * e), rel=1e-6)
+    assert d_step[0, 0] == pytest.approx((loss(lo, step + e) - loss(lo, step - e)) / (2 * e), rel=1e-6)
+    assert not g_w.any()
