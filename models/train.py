@@ -360,8 +360,27 @@ class _QAT:
                                    tf.Variable((lo.numpy() / st_).astype(np.float32), trainable=False),
                                    tf.constant(ok)))
             self.opt = keras.optimizers.Adam(learn_lr)
+            # the bits each grid was learned for: a run that changes a kernel's bits (--init from a
+            # run with other --qat-bits-for) starts that kernel's grid afresh (check_restored)
+            self.bits = tf.Variable([p[3] for p in plan], dtype=tf.int32, trainable=False)
             self.trackables = {"qat_grid": tf.train.Checkpoint(
-                vars=[v for s_, m_, _ in self.grids for v in (s_, m_)], optimizer=self.opt)}
+                vars=[v for s_, m_, _ in self.grids for v in (s_, m_)], optimizer=self.opt, bits=self.bits)}
+
+    def check_restored(self, log):
+        """after a checkpoint restore: grids learned for other bits than this plan's go back to
+        --qat-grid-from's"""
+        if not self.grids:
+            return
+        was = self.bits.numpy()
+        for i, (name, *_, b, _) in enumerate(self.plan):
+            if int(was[i]) != b:
+                s_, m_, ok = self.grids[i]
+                lo, st = self.fixed[i]
+                st_ = np.where(ok.numpy(), st.numpy(), 1.0)
+                s_.assign(np.log(st_).astype(np.float32))
+                m_.assign((lo.numpy() / st_).astype(np.float32))
+                log(f"{name}: its learned grid was for {int(was[i])} bits, now {b}: starts from --qat-grid-from")
+        self.bits.assign([p[3] for p in self.plan])
 
     def _grid(self, i):
         """kernel i's (lo, step): the fixed ones, or the learned ones rounded to bfloat16 (so that
@@ -533,6 +552,7 @@ def train_recognizer(a, log=print):
     qat = qat_hooks(tf, model, a, log, _rec_teacher(spec, rec), keras)
     to_grid, restore = qat.to_grid, qat.restore
     epoch_var, mgr = _checkpoints(tf, model, opt, a.out, a.restart, log, qat.trackables)
+    qat.check_restored(log)
 
     B, T = a.batch, spec.frames
     sig = [tf.TensorSpec((B, 32, spec.width, 1), tf.float32), tf.TensorSpec((B, spec.max_label), tf.int32),

@@ -91,3 +91,13 @@ def test_grid_grads_are_the_derivative_of_the_clipped_part():
     assert d_lo[0, 0] == pytest.approx((loss(lo + e, step) - loss(lo - e, step)) / (2 * e), rel=1e-6)
     assert d_step[0, 0] == pytest.approx((loss(lo, step + e) - loss(lo, step - e)) / (2 * e), rel=1e-6)
     assert not g_w.any()
+
+
+@pytest.mark.parametrize("grid_from, message", [(None, "needs --qat-grid-from"), ("runs/x", "needs a QAT plan")])
+def test_learn_grid_needs_a_start_grid_and_a_plan(tmp_path, grid_from, message):
+    from models.train import qat_hooks
+
+    a = SimpleNamespace(qat_bits=0, qat_bits_for=None, qat_min_size=0, out=str(tmp_path), qat_grid="float",
+                        qat_grid_from=grid_from, qat_learn_grid=1e-4)
+    with pytest.raises(SystemExit, match=message):
+        qat_hooks(None, SimpleNamespace(layers=[]), a, lambda s: None)
