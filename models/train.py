@@ -351,13 +351,9 @@ class _QAT:
         self.tf, self.plan, self.grid, self.fixed = tf, plan, grid, fixed
         self.grids, self.trackables, self.opt = [], {}, None
         if learn_lr:
-            # per kernel and channel: s = log(step), m = lo / step, so that the optimizer's steps are
-            # relative (a learning rate of 1e-3 moves a step by ~0.1%, lo by ~0.001 steps)
-            for (name, *_), (lo, st) in zip(plan, fixed):
-                ok = (st > 0).numpy()
-                st_ = np.where(ok, st.numpy(), 1.0)
-                self.grids.append((tf.Variable(np.log(st_).astype(np.float32), trainable=False),
-                                   tf.Variable((lo.numpy() / st_).astype(np.float32), trainable=False),
+            for i in range(len(plan)):
+                s0, m0, ok = self._start(i)
+                self.grids.append((tf.Variable(s0, trainable=False), tf.Variable(m0, trainable=False),
                                    tf.constant(ok)))
             self.opt = keras.optimizers.Adam(learn_lr)
             # the bits each grid was learned for: a run that changes a kernel's bits (--init from a
@@ -365,6 +361,15 @@ class _QAT:
             self.bits = tf.Variable([p[3] for p in plan], dtype=tf.int32, trainable=False)
             self.trackables = {"qat_grid": tf.train.Checkpoint(
                 vars=[v for s_, m_, _ in self.grids for v in (s_, m_)], optimizer=self.opt, bits=self.bits)}
+
+    def _start(self, i):
+        """kernel i's learned-grid parameters at --qat-grid-from's grid: per channel s = log(step) and
+        m = lo / step (so that the optimizer's steps are relative: a learning rate of 1e-3 moves a step
+        by ~0.1%, lo by ~0.001 steps), and where the step is > 0 (other channels stay exact)"""
+        lo, st = (x.numpy() for x in self.fixed[i])
+        ok = st > 0
+        st = np.where(ok, st, 1.0)
+        return np.log(st).astype(np.float32), (lo / st).astype(np.float32), ok
 
     def check_restored(self, log):
         """after a checkpoint restore: grids learned for other bits than this plan's go back to
@@ -374,17 +379,16 @@ class _QAT:
         was = self.bits.numpy()
         for i, (name, *_, b, _) in enumerate(self.plan):
             if int(was[i]) != b:
-                s_, m_, ok = self.grids[i]
-                lo, st = self.fixed[i]
-                st_ = np.where(ok.numpy(), st.numpy(), 1.0)
-                s_.assign(np.log(st_).astype(np.float32))
-                m_.assign((lo.numpy() / st_).astype(np.float32))
+                s0, m0, _ = self._start(i)
+                self.grids[i][0].assign(s0)
+                self.grids[i][1].assign(m0)
                 log(f"{name}: its learned grid was for {int(was[i])} bits, now {b}: starts from --qat-grid-from")
         self.bits.assign([p[3] for p in self.plan])
 
     def _grid(self, i):
-        """kernel i's (lo, step): the fixed ones, or the learned ones rounded to bfloat16 (so that
-        `xnn convert --coarse-params` stores them as trained); step 0 where a channel stays exact"""
+        """kernel i's (lo, step): the fixed ones (None without --qat-grid-from), or the learned ones
+        rounded to bfloat16 (so that `xnn convert --coarse-params` stores them as trained); step 0
+        where a channel stays exact"""
         if not self.grids:
             return self.fixed[i]
         tf = self.tf
@@ -396,8 +400,7 @@ class _QAT:
     def to_grid(self):
         saved = [self.tf.identity(p[1]) for p in self.plan]
         for i, (_, v, ax, b, blocks) in enumerate(self.plan):
-            fx = self._grid(i) if self.fixed[i] is not None else None
-            v.assign(fake_quant(self.tf, v, ax, b, blocks, self.grid, fx))
+            v.assign(fake_quant(self.tf, v, ax, b, blocks, self.grid, self._grid(i)))
         return saved
 
     def restore(self, saved):
@@ -834,10 +837,10 @@ def _qat_args(p):
                         "a start on post-training (gptq) codes imported with models.import_zoo")
     p.add_argument("--qat-learn-grid", type=float, default=0.0, metavar="LR",
                    help="with --qat-grid-from (recognizer): learn each kernel's per-channel grid (lo, step) from "
-                        "there at learning rate LR (Adam on log step and lo/step, on --lr's schedule; e.g. 1e-4), with straight-"
-                        "through gradients (LSQ): a channel may narrow its range and clip outliers. lo and step "
-                        "are kept on bfloat16 numbers, so `xnn convert --weight-bits-fit --coarse-params` stores "
-                        "the trained weights exactly")
+                        "there at learning rate LR (Adam on log step and lo/step, on --lr's schedule; e.g. 1e-4), "
+                        "with straight-through gradients (LSQ): a channel may narrow its range and clip outliers. "
+                        "lo and step are kept on bfloat16 numbers, so `xnn convert --weight-bits-fit "
+                        "--coarse-params` stores the trained weights exactly")
     p.add_argument("--freeze-bn", action="store_true",
                    help="run the training steps in inference mode: batch norm uses (and keeps) its moving "
                         "statistics instead of each batch's; for fine-tunes of a converged model (--init)")
